@@ -1,0 +1,35 @@
+"""pyro_lfi: likelihood-free (simulation-based) inference for Pyro models.
+
+Write the simulator as the data site of an ordinary Pyro model (:class:`Simulator`), simulate
+(:func:`simulate`), train an amortized neural posterior guide (:class:`NeuralPosterior`,
+:class:`NPE`) and export the posterior to ArviZ (:func:`to_inference_data`).
+"""
+
+from . import nn
+from .arviz import to_inference_data
+from .guides import NeuralPosterior, NotFittedError
+from .infer import NPE, TrainingConfig, TrainingHistory
+from .simulate import simulate
+from .simulations import Simulations, Status
+from .simulator import Simulator, SimulatorLikelihoodError, SimulatorShapeError
+from .sites import ObservationError, SiteError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "NPE",
+    "NeuralPosterior",
+    "NotFittedError",
+    "ObservationError",
+    "Simulations",
+    "Simulator",
+    "SimulatorLikelihoodError",
+    "SimulatorShapeError",
+    "SiteError",
+    "Status",
+    "TrainingConfig",
+    "TrainingHistory",
+    "nn",
+    "simulate",
+    "to_inference_data",
+]

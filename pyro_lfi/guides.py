@@ -1,0 +1,309 @@
+r"""The amortized guide :math:`q_\phi(\theta \mid x)`: a neural posterior that is a Pyro guide."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.nn import PyroModule
+from torch import nn
+from torch.distributions import Distribution
+
+from .nn import MLP, ConditionalDensityEstimator, Flow, MixtureDensityNetwork, Standardize
+from .simulations import Simulations
+from .sites import ModelSites, ObservationError, read_observation
+
+__all__ = ["NeuralPosterior", "NotFittedError"]
+
+
+class NotFittedError(RuntimeError):
+    """The guide has not been built from simulations yet (train it first)."""
+
+
+_ESTIMATORS = ("nsf", "maf", "mdn")
+
+
+def _default_estimator(kind: str, features: int, context: int, **kwargs) -> ConditionalDensityEstimator:
+    if kind == "mdn":
+        return MixtureDensityNetwork(features, context, **kwargs)
+    return Flow(features, context, kind=kind, **kwargs)
+
+
+class NeuralPosterior(PyroModule):
+    r"""An amortized posterior :math:`q_\phi(\theta \mid x)` over every latent site of ``model``.
+
+    The latent sites are mapped to one flat unconstrained vector :math:`z` (see
+    :mod:`pyro_lfi.sites`), standardized with training-set statistics, and modelled by a
+    conditional density estimator whose context is an embedding of the standardized
+    observation. Samples map back through each site's bijection, so they always lie in the
+    support.
+
+    As a Pyro guide, ``guide(*args, **kwargs)`` takes the model's arguments, reads the observed
+    value the way the model receives it (an argument, or :func:`pyro.condition` on the model
+    given here), draws :math:`z` at an auxiliary site and emits every latent site as a
+    :class:`~pyro.distributions.Delta` carrying its log-Jacobian, like Pyro's autoguides.
+
+    The networks are built lazily from the first simulations (:meth:`build`), which fix the
+    sites' shapes and the standardization.
+
+    :param model: the Pyro model (its data sites are :class:`~pyro_lfi.Simulator` sites).
+    :param observed: name(s) of the observed data site(s) the posterior is conditioned on.
+    :param estimator: ``"nsf"``, ``"maf"``, ``"mdn"``, or a callable
+        ``(features, context) -> ConditionalDensityEstimator``.
+    :param embedding_net: any module mapping the standardized observation ``[*batch, *x_shape]``
+        to features ``[*batch, k]``; an :class:`~pyro_lfi.nn.MLP` by default.
+    :param embedding_features: output width of the default embedding MLP.
+    :param standardize: z-score observations and parameters with training-set statistics.
+    :param estimator_kwargs: passed to the estimator (e.g. ``transforms``, ``hidden_features``,
+        ``components``).
+    """
+
+    def __init__(
+        self,
+        model: Callable,
+        observed: str | Sequence[str] = "x",
+        estimator: str | Callable[[int, int], ConditionalDensityEstimator] = "nsf",
+        embedding_net: nn.Module | None = None,
+        embedding_features: int = 32,
+        standardize: bool = True,
+        **estimator_kwargs,
+    ):
+        super().__init__()
+        if isinstance(estimator, str) and estimator not in _ESTIMATORS:
+            raise ValueError(f"unknown estimator '{estimator}'; choose one of {_ESTIMATORS} or pass a callable")
+        if not isinstance(estimator, str) and not callable(estimator):
+            raise TypeError(f"estimator must be one of {_ESTIMATORS} or a callable")
+        self.model = model
+        self.observed = (observed,) if isinstance(observed, str) else tuple(observed)
+        self.estimator_spec = estimator
+        self.estimator_kwargs = estimator_kwargs
+        self.embedding_features = embedding_features
+        self.standardize = standardize
+        self.embedding_net = embedding_net
+        self._custom_embedding = embedding_net is not None
+        self.sites: ModelSites | None = None
+        self.x_standardize: Standardize | None = None
+        self.estimator: ConditionalDensityEstimator | None = None
+
+    # -- construction ---------------------------------------------------------------------------
+
+    @property
+    def is_built(self) -> bool:
+        return self.estimator is not None
+
+    def build(self, simulations: Simulations, *args, **kwargs) -> NeuralPosterior:
+        """Read the model's sites and create the networks; set the standardization from the
+        valid rows of ``simulations``. ``args``/``kwargs`` are the model's arguments."""
+        missing = [n for n in self.observed if n not in simulations.values]
+        if missing:
+            raise ObservationError(
+                f"observed site(s) {missing} are not in the simulations, which hold the data "
+                f"sites {list(simulations.observed_names)} and latent sites "
+                f"{list(simulations.latent_names)}: set NeuralPosterior(observed=...) to one of "
+                "the data sites"
+            )
+        valid = simulations[simulations.valid]
+        if len(valid) == 0:
+            raise ValueError(_all_invalid_message(simulations))
+        first = {n: valid.values[n][0] for n in self.observed}
+        sites = ModelSites.from_model(self.model, self.observed, first, *args, **kwargs)
+        x = sites.flat_data({n: valid.values[n] for n in self.observed})
+        self._create_networks(sites, x.shape[1:])
+        if self.standardize:
+            self.x_standardize.fit(x)
+            self.estimator.fit_standardization(sites.to_unconstrained(valid.latents))
+        return self
+
+    def _create_networks(self, sites: ModelSites, x_shape: torch.Size) -> None:
+        self.sites = sites
+        self.x_standardize = Standardize(x_shape)
+        if self.embedding_net is None:
+            self.embedding_net = MLP(x_shape, self.embedding_features)
+        with torch.no_grad():
+            context = self.embedding_net(torch.zeros((2, *x_shape))).shape[-1]
+        spec = self.estimator_spec
+        if isinstance(spec, str):
+            self.estimator = _default_estimator(spec, sites.num_unconstrained, context, **self.estimator_kwargs)
+        else:
+            self.estimator = spec(sites.num_unconstrained, context, **self.estimator_kwargs)
+        if not isinstance(self.estimator, ConditionalDensityEstimator):
+            raise TypeError("the estimator callable must return a ConditionalDensityEstimator")
+
+    def _require_built(self) -> ModelSites:
+        if self.sites is None:
+            raise NotFittedError(
+                "this NeuralPosterior has not been trained: run pyro_lfi.NPE(model, guide)"
+                ".train(simulations) first"
+            )
+        return self.sites
+
+    # -- the conditional distribution -----------------------------------------------------------
+
+    def observation(self, *args, **kwargs) -> torch.Tensor:
+        """The observation the model receives with these arguments, as one tensor."""
+        sites = self._require_built()
+        return sites.flat_data(read_observation(self.model, self.observed, *args, **kwargs))
+
+    def condition(self, x: torch.Tensor) -> Distribution:
+        r""":math:`q(z \mid x)` over the flat unconstrained latent vector, batched over ``x``'s
+        leading dims."""
+        self._require_built()
+        param = next(self.estimator.parameters(), None)
+        if param is not None:
+            x = x.to(device=param.device, dtype=param.dtype)
+        return self.estimator(self.embedding_net(self.x_standardize(x)))
+
+    def posterior_z(self, *args, **kwargs) -> Distribution:
+        r""":math:`q(z \mid x)` at the observation the model receives with these arguments."""
+        return self.condition(self.observation(*args, **kwargs))
+
+    # -- the Pyro guide -------------------------------------------------------------------------
+
+    def forward(self, *args, **kwargs) -> dict[str, torch.Tensor]:
+        sites = self._require_built()
+        q = _PyroDistribution(self.posterior_z(*args, **kwargs))
+        z = pyro.sample("_lfi_latent", q, infer={"is_auxiliary": True})
+        values, log_dets = sites.to_constrained(z)
+        for site in sites.latents:
+            pyro.sample(
+                site.name,
+                dist.Delta(values[site.name], log_density=log_dets[site.name], event_dim=len(site.shape)),
+            )
+        return values
+
+    # -- direct use -----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def sample(self, num_samples: int, *args, **kwargs) -> dict[str, torch.Tensor]:
+        """``num_samples`` posterior draws per site: ``[num_samples, *batch, *site_shape]``."""
+        z = self.posterior_z(*args, **kwargs).sample((num_samples,))
+        return self.sites.to_constrained(z)[0]
+
+    def log_prob(self, samples: dict[str, torch.Tensor], *args, **kwargs) -> torch.Tensor:
+        r""":math:`\log q(\theta \mid x)` in the constrained space (Jacobians included)."""
+        sites = self._require_built()
+        z = sites.to_unconstrained(samples)
+        log_q = self.posterior_z(*args, **kwargs).log_prob(z)
+        _, log_dets = sites.to_constrained(z)
+        return log_q - sum(log_dets.values())
+
+    def map(self, *args, num_init: int = 1000, num_steps: int = 200, lr: float = 0.05, **kwargs):
+        r"""Maximum of :math:`q(\theta \mid x)` (in the constrained space): the best of
+        ``num_init`` draws, refined by gradient ascent in the unconstrained space."""
+        sites = self._require_built()
+        x = self.observation(*args, **kwargs)
+        if x.dim() > len(self._x_shape):
+            raise ObservationError("map takes a single observation, not a batch")
+        with torch.no_grad():  # the context is a constant of the optimization
+            q = self.condition(x)
+
+        def log_density(z):
+            return q.log_prob(z) - sum(sites.to_constrained(z)[1].values())
+
+        with torch.no_grad():
+            z0 = q.sample((num_init,))
+            best = z0[log_density(z0).argmax()]
+        z = best.clone().requires_grad_(True)
+        optim = torch.optim.Adam([z], lr=lr)
+        for _ in range(num_steps):
+            optim.zero_grad()
+            (-log_density(z)).backward()
+            optim.step()
+        with torch.no_grad():
+            if log_density(z) < log_density(best):
+                z = best
+            return sites.to_constrained(z.detach())[0]
+
+    @property
+    def _x_shape(self) -> torch.Size:
+        return self.x_standardize.mean.shape
+
+    # -- persistence ----------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Save the trained guide: its options, site layout and network weights (not the model,
+        nor the code of a custom embedding net or estimator, which :meth:`load` takes again)."""
+        sites = self._require_built()
+        torch.save(
+            {
+                "format": 1,
+                "observed": self.observed,
+                "estimator": self.estimator_spec if isinstance(self.estimator_spec, str) else None,
+                "estimator_kwargs": self.estimator_kwargs,
+                "embedding_features": self.embedding_features,
+                "standardize": self.standardize,
+                "custom_embedding": self._custom_embedding,
+                "sites": sites,
+                "x_shape": tuple(self._x_shape),
+                "state_dict": self.state_dict(),
+            },
+            path,
+        )
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike,
+        model: Callable,
+        embedding_net: nn.Module | None = None,
+        estimator: Callable | None = None,
+        map_location=None,
+    ) -> NeuralPosterior:
+        """Load a guide written by :meth:`save` and attach ``model`` to it. A guide trained with
+        a custom ``embedding_net`` or ``estimator`` needs a fresh instance / the callable again.
+        The file is unpickled: load only files you trust."""
+        saved = torch.load(path, map_location=map_location, weights_only=False)
+        if not isinstance(saved, dict) or saved.get("format") != 1:
+            raise ValueError(f"{path} is not a guide saved by NeuralPosterior.save")
+        if saved["custom_embedding"] and embedding_net is None:
+            raise ValueError("this guide was trained with a custom embedding net: pass embedding_net=")
+        if saved["estimator"] is None and estimator is None:
+            raise ValueError("this guide was trained with a custom estimator: pass estimator=")
+        guide = cls(
+            model,
+            saved["observed"],
+            estimator or saved["estimator"],
+            embedding_net,
+            saved["embedding_features"],
+            saved["standardize"],
+            **saved["estimator_kwargs"],
+        )
+        guide._create_networks(saved["sites"], torch.Size(saved["x_shape"]))
+        guide.load_state_dict(saved["state_dict"])
+        guide.eval()
+        return guide
+
+
+def _all_invalid_message(simulations: Simulations) -> str:
+    first = next((m for m in simulations.message if m), "")
+    return (
+        f"no valid simulations to train on: all {len(simulations)} rows are invalid "
+        f"({simulations.summary()}); first error: {first or 'none recorded'}"
+    )
+
+
+class _PyroDistribution(dist.TorchDistribution):
+    """Lets any :class:`torch.distributions.Distribution` be used at a Pyro sample site."""
+
+    arg_constraints: dict = {}
+
+    def __init__(self, base: Distribution):
+        self.base = base
+        self.has_rsample = base.has_rsample
+        super().__init__(base.batch_shape, base.event_shape, validate_args=False)
+
+    @property
+    def support(self):
+        return self.base.support
+
+    def sample(self, sample_shape=torch.Size()):
+        return self.base.sample(sample_shape)
+
+    def rsample(self, sample_shape=torch.Size()):
+        return self.base.rsample(sample_shape)
+
+    def log_prob(self, value):
+        return self.base.log_prob(value)

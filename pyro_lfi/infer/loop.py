@@ -1,0 +1,121 @@
+"""The one training loop shared by every estimator: mini-batches, a validation split, early
+stopping on the validation loss with the best checkpoint restored, gradient clipping, a
+progress bar and a loss history."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+__all__ = ["TrainingConfig", "TrainingHistory", "train_loop"]
+
+
+@dataclass
+class TrainingConfig:
+    """Options of :func:`train_loop` (all estimators accept these as keyword arguments).
+
+    :ivar batch_size: rows per gradient step.
+    :ivar learning_rate: step size of the optimizer.
+    :ivar validation_fraction: share of rows held out for early stopping.
+    :ivar stop_after_epochs: stop when the validation loss has not improved for this many epochs.
+    :ivar max_epochs: hard limit on epochs.
+    :ivar clip_grad_norm: clip the gradient's global norm to this (``None`` to disable).
+    :ivar seed: seed of the split and the batch order (``None``: from torch's global RNG).
+    :ivar progress: show a progress bar.
+    """
+
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    validation_fraction: float = 0.1
+    stop_after_epochs: int = 20
+    max_epochs: int = 1000
+    clip_grad_norm: float | None = 5.0
+    seed: int | None = None
+    progress: bool = True
+
+
+@dataclass
+class TrainingHistory:
+    """Per-epoch mean losses and how training ended."""
+
+    train_loss: list[float] = field(default_factory=list)
+    validation_loss: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+    best_validation_loss: float = float("inf")
+    seconds: float = 0.0
+    converged: bool = False
+
+    @property
+    def epochs(self) -> int:
+        return len(self.train_loss)
+
+
+def train_loop(
+    module: nn.Module,
+    loss: Callable[..., torch.Tensor],
+    data: Sequence[torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    config: TrainingConfig,
+) -> TrainingHistory:
+    """Minimize ``loss(*batch)`` over rows of ``data`` (tensors sharing their first dim).
+
+    The module's parameters are restored to those of the epoch with the lowest validation loss.
+    """
+    n = len(data[0])
+    generator = torch.Generator()
+    generator.manual_seed(
+        config.seed if config.seed is not None else int(torch.randint(2**62, ()).item())
+    )
+    order = torch.randperm(n, generator=generator)
+    num_val = max(1, int(round(config.validation_fraction * n))) if config.validation_fraction > 0 else 0
+    if n - num_val < 1:
+        raise ValueError(f"{n} rows are too few to train with a validation fraction of {config.validation_fraction}")
+    val_rows, train_rows = order[:num_val], order[num_val:]
+    train_data = [d[train_rows] for d in data]
+    val_data = [d[val_rows] for d in data]
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+
+    history, best_state, start = TrainingHistory(), None, time.perf_counter()
+    bar = tqdm(range(config.max_epochs), desc="train", unit="epoch", disable=not config.progress)
+    for epoch in bar:
+        module.train()
+        total = 0.0
+        for rows in torch.randperm(len(train_rows), generator=generator).split(config.batch_size):
+            batch_loss = loss(*(d[rows] for d in train_data))
+            optimizer.zero_grad(set_to_none=True)
+            batch_loss.backward()
+            if config.clip_grad_norm is not None:
+                nn.utils.clip_grad_norm_(params, config.clip_grad_norm)
+            optimizer.step()
+            total += batch_loss.item() * len(rows)
+        history.train_loss.append(total / len(train_rows))
+        val = _evaluate(module, loss, val_data, config.batch_size) if num_val else history.train_loss[-1]
+        history.validation_loss.append(val)
+        if val < history.best_validation_loss:
+            history.best_validation_loss, history.best_epoch = val, epoch
+            best_state = copy.deepcopy(module.state_dict())
+        bar.set_postfix(train=f"{history.train_loss[-1]:.3f}", val=f"{val:.3f}")
+        if epoch - history.best_epoch >= config.stop_after_epochs:
+            history.converged = True
+            break
+    bar.close()
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    module.eval()
+    history.seconds = time.perf_counter() - start
+    return history
+
+
+@torch.no_grad()
+def _evaluate(module: nn.Module, loss: Callable, data: Sequence[torch.Tensor], batch_size: int) -> float:
+    module.eval()
+    n = len(data[0])
+    chunk = max(batch_size, 4096)
+    total = sum(loss(*(d[i : i + chunk] for d in data)).item() * min(chunk, n - i) for i in range(0, n, chunk))
+    return total / n

@@ -1,0 +1,154 @@
+"""Neural posterior estimation: the inference class used in place of Pyro's ``SVI``."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Callable
+
+import pyro.optim
+import torch
+
+from ..guides import NeuralPosterior, _all_invalid_message
+from ..simulate import simulate
+from ..simulations import Simulations
+from .loop import TrainingConfig, TrainingHistory, train_loop
+from .losses import npe_loss
+
+__all__ = ["NPE"]
+
+OptimSpec = pyro.optim.PyroOptim | Callable[..., torch.optim.Optimizer] | None
+
+
+def make_optimizer(optim: OptimSpec, params, learning_rate: float) -> torch.optim.Optimizer:
+    """A torch optimizer from ``None`` (Adam), a :class:`pyro.optim.PyroOptim` such as
+    ``pyro.optim.Adam({"lr": 1e-3})``, or a callable ``params -> torch.optim.Optimizer``."""
+    if optim is None:
+        return torch.optim.Adam(params, lr=learning_rate)
+    if isinstance(optim, pyro.optim.PyroOptim):
+        args = optim.pt_optim_args
+        return optim.pt_optim_constructor(params, **(args() if callable(args) else args))
+    return optim(params)
+
+
+class NPE:
+    r"""Neural posterior estimation (Papamakarios & Murray 2016; Greenberg et al. 2019):
+    fit the guide to simulations by minimizing :func:`~pyro_lfi.infer.losses.npe_loss`.
+
+    Like :class:`pyro.infer.SVI` it takes the model and the guide, and offers :meth:`step` and
+    :meth:`loss`; :meth:`train` runs the shared training loop and :meth:`run` simulates first.
+
+    :param model: the Pyro model.
+    :param guide: a :class:`~pyro_lfi.NeuralPosterior` of that model.
+    :param optim: ``None`` (Adam), a :class:`pyro.optim.PyroOptim`, or a callable making a
+        torch optimizer from parameters.
+    :param config: defaults for :class:`~pyro_lfi.infer.loop.TrainingConfig` (``batch_size``,
+        ``learning_rate``, ``stop_after_epochs``, ...), overridable per :meth:`train` call.
+    """
+
+    def __init__(self, model, guide: NeuralPosterior, optim: OptimSpec = None, **config):
+        if not isinstance(guide, NeuralPosterior):
+            raise TypeError(f"NPE needs a pyro_lfi.NeuralPosterior guide, got {type(guide).__name__}")
+        self.model = model
+        self.guide = guide
+        self.optim = optim
+        self.config = dataclasses.replace(TrainingConfig(), **config)
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.history: list[TrainingHistory] = []
+
+    # -- data -----------------------------------------------------------------------------------
+
+    def tensors(self, simulations: Simulations, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+        """The valid rows as ``(x, z)``: observations and unconstrained parameters; builds the
+        guide from them if needed (``args``/``kwargs`` are the model's arguments)."""
+        if not isinstance(simulations, Simulations):
+            raise TypeError(f"expected pyro_lfi.Simulations, got {type(simulations).__name__}")
+        if simulations.num_valid == 0:
+            raise ValueError(_all_invalid_message(simulations))
+        if not self.guide.is_built:
+            self.guide.build(simulations, *args, **kwargs)
+        valid = simulations[simulations.valid]
+        sites = self.guide.sites
+        x = sites.flat_data({n: valid.values[n] for n in self.guide.observed})
+        z = sites.to_unconstrained(valid.latents)
+        finite = torch.isfinite(z).all(-1)
+        if not finite.all():
+            warnings.warn(
+                f"dropping {int((~finite).sum())} rows whose parameters lie on the boundary of "
+                "their support (infinite in the unconstrained space)",
+                stacklevel=3,
+            )
+            x, z = x[finite], z[finite]
+        return x, z
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        if self.optimizer is None:
+            self.optimizer = make_optimizer(self.optim, self.guide.parameters(), self.config.learning_rate)
+        return self.optimizer
+
+    # -- SVI-like interface ---------------------------------------------------------------------
+
+    def loss(self, batch: Simulations) -> torch.Tensor:
+        """The NPE loss on the valid rows of ``batch`` (differentiable)."""
+        x, z = self.tensors(batch)
+        device = _device_of(self.guide)
+        return npe_loss(self.guide, x.to(device), z.to(device))
+
+    def step(self, batch: Simulations) -> float:
+        """One gradient step on ``batch``; returns the loss before the step."""
+        loss = self.loss(batch)
+        optimizer = self._optimizer()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    # -- training -------------------------------------------------------------------------------
+
+    def train(
+        self,
+        simulations: Simulations,
+        *,
+        model_args: tuple = (),
+        model_kwargs: dict | None = None,
+        device: str | torch.device | None = None,
+        **config,
+    ) -> TrainingHistory:
+        """Fit the guide to the valid rows of ``simulations`` with the shared training loop.
+
+        :param model_args: the model's positional arguments (to read its sites).
+        :param model_kwargs: the model's keyword arguments.
+        :param device: where to train (e.g. ``"cuda"``); the CPU by default.
+        :param config: overrides of the :class:`~pyro_lfi.infer.loop.TrainingConfig` defaults.
+        :returns: the :class:`~pyro_lfi.infer.loop.TrainingHistory` (also appended to
+            :attr:`history`).
+        """
+        x, z = self.tensors(simulations, *model_args, **(model_kwargs or {}))
+        if device is not None:
+            self.guide.to(device)
+            self.optimizer = None  # parameters moved: rebuild the optimizer's state
+        device = _device_of(self.guide)
+        options = dataclasses.replace(self.config, **config)
+        history = train_loop(
+            self.guide,
+            lambda xb, zb: npe_loss(self.guide, xb, zb),
+            (x.to(device), z.to(device)),
+            self._optimizer(),
+            options,
+        )
+        self.history.append(history)
+        return history
+
+    def run(self, num_simulations: int, *args, seed: int | None = None, **kwargs) -> Simulations:
+        """Simulate ``num_simulations`` rows of ``model(*args, **kwargs)`` and train on them.
+
+        :returns: the simulations (so that nothing simulated is lost).
+        """
+        sims = simulate(self.model, num_simulations, *args, seed=seed, progress=self.config.progress, **kwargs)
+        self.train(sims, model_args=args, model_kwargs=kwargs)
+        return sims
+
+
+def _device_of(module: torch.nn.Module) -> torch.device:
+    param = next(module.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")

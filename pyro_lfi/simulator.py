@@ -1,0 +1,184 @@
+"""The black-box data site: a Pyro distribution that samples by simulation and cannot score."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from pyro.distributions import TorchDistribution, constraints
+
+__all__ = ["Simulator", "SimulatorLikelihoodError", "SimulatorShapeError"]
+
+
+class SimulatorLikelihoodError(NotImplementedError):
+    """Raised when something asks a :class:`Simulator` site for its likelihood."""
+
+
+class SimulatorShapeError(ValueError):
+    """Raised when a simulator returns an output of an unexpected shape."""
+
+
+def _event_dims_of(param: torch.Tensor, batch_shape: torch.Size) -> int:
+    """Smallest number of rightmost dims of ``param`` whose removal leaves a shape that
+    broadcasts to ``batch_shape``: the parameter's own event dims."""
+    for k in range(param.dim() + 1):
+        leading = param.shape[: param.dim() - k]
+        if len(leading) <= len(batch_shape) and all(
+            a in (1, b) for a, b in zip(reversed(leading), reversed(batch_shape))
+        ):
+            return k
+    return param.dim()  # pragma: no cover - k = param.dim() always matches
+
+
+class Simulator(TorchDistribution):
+    r"""A data site whose distribution :math:`p(x \mid \theta)` can be sampled but not scored.
+
+    ``Simulator(fn, *params)`` samples by calling ``fn(*params)``. With ``batched=True``
+    (default) ``fn`` maps parameters with leading batch dims to outputs with the same leading
+    dims, ``batch_shape + event_shape``; with ``batched=False`` it maps one parameter set to one
+    output and the batch is looped over in Python. ``fn`` may take and return torch tensors or
+    numpy arrays.
+
+    The batch shape comes from the enclosing :class:`pyro.plate` (Pyro expands the site), and
+    each parameter is broadcast to it: its own event dims are inferred as the fewest rightmost
+    dims whose removal leaves a shape broadcastable to the batch shape. Where a plate size equals
+    a parameter's event size this is ambiguous; pass ``param_event_dims`` to say it explicitly.
+
+    ``log_prob`` raises :class:`SimulatorLikelihoodError`: train a neural posterior with
+    :class:`pyro_lfi.NPE` instead of running likelihood-based inference on this site.
+
+    :param fn: the simulator.
+    :param params: its parameters (tensors, arrays or numbers).
+    :param event_shape: shape of one output; inferred from the first simulation if omitted and
+        checked against every later one.
+    :param batched: whether ``fn`` is vectorized over leading dims.
+    :param param_event_dims: event dims of each parameter (an int for all, or one per parameter).
+    """
+
+    arg_constraints: dict = {}
+    support = constraints.real
+    has_rsample = False
+
+    def __init__(
+        self,
+        fn: Callable,
+        *params,
+        event_shape: Sequence[int] | None = None,
+        batched: bool = True,
+        param_event_dims: int | Sequence[int] | None = None,
+        batch_shape: Sequence[int] = (),
+        validate_args: bool | None = None,
+    ):
+        if not callable(fn):
+            raise TypeError(f"Simulator needs a callable simulator function, got {type(fn).__name__}")
+        self.fn = fn
+        self.params = tuple(torch.as_tensor(p) for p in params)
+        self.batched = batched
+        self.declared_event_shape = None if event_shape is None else torch.Size(event_shape)
+        if isinstance(param_event_dims, int):
+            param_event_dims = (param_event_dims,) * len(self.params)
+        if param_event_dims is not None and len(param_event_dims) != len(self.params):
+            raise ValueError(
+                f"param_event_dims has {len(param_event_dims)} entries for {len(self.params)} parameters"
+            )
+        self.param_event_dims = None if param_event_dims is None else tuple(param_event_dims)
+        super().__init__(
+            torch.Size(batch_shape),
+            self.declared_event_shape or torch.Size(),
+            validate_args=False,
+        )
+
+    def expand(self, batch_shape, _instance=None) -> Simulator:
+        return Simulator(
+            self.fn,
+            *self.params,
+            event_shape=self.declared_event_shape,
+            batched=self.batched,
+            param_event_dims=self.param_event_dims,
+            batch_shape=batch_shape,
+        )
+
+    # -- sampling -------------------------------------------------------------------------------
+
+    def broadcast_params(self, batch_shape: torch.Size) -> tuple[torch.Tensor, ...]:
+        """The parameters, each expanded to ``batch_shape + its event shape``."""
+        dims = self.param_event_dims or tuple(_event_dims_of(p, batch_shape) for p in self.params)
+        out = []
+        for p, k in zip(self.params, dims):
+            event = p.shape[p.dim() - k :]
+            try:
+                out.append(p.expand(batch_shape + event))
+            except RuntimeError as err:
+                raise SimulatorShapeError(
+                    f"Simulator parameter of shape {tuple(p.shape)} (event dims {k}) does not "
+                    f"broadcast to the site's batch shape {tuple(batch_shape)}"
+                ) from err
+        return tuple(out)
+
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        shape = torch.Size(sample_shape) + self.batch_shape
+        params = self.broadcast_params(shape)
+        with torch.no_grad():
+            if self.batched:
+                x = _as_tensor(self.fn(*params))
+            else:
+                x = self._loop(params, shape)
+        return self._checked(x, shape)
+
+    def _loop(self, params: tuple[torch.Tensor, ...], shape: torch.Size) -> torch.Tensor:
+        n = shape.numel()
+        flat = [p.reshape((n,) + p.shape[len(shape) :]) for p in params]
+        outputs = [_as_tensor(self.fn(*(p[i] for p in flat))) for i in range(n)]
+        if not outputs:
+            event = self.declared_event_shape or torch.Size()
+            return torch.empty(shape + event)
+        first = outputs[0].shape
+        for i, o in enumerate(outputs):
+            if o.shape != first:
+                raise SimulatorShapeError(
+                    f"simulator returned shape {tuple(o.shape)} for simulation {i} but "
+                    f"{tuple(first)} for simulation 0: every simulation must have the same shape"
+                )
+        return torch.stack(outputs).reshape(shape + first)
+
+    def _checked(self, x: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+        if tuple(x.shape[: len(shape)]) != tuple(shape):
+            raise SimulatorShapeError(
+                f"simulator returned shape {tuple(x.shape)} for parameters with batch shape "
+                f"{tuple(shape)}: its output must start with the batch dims "
+                "(use batched=False for a simulator of one parameter set at a time)"
+            )
+        event = x.shape[len(shape) :]
+        if self.declared_event_shape is not None and event != self.declared_event_shape:
+            raise SimulatorShapeError(
+                f"simulator returned outputs of event shape {tuple(event)}, "
+                f"but event_shape={tuple(self.declared_event_shape)} was declared"
+            )
+        if x.dtype != torch.get_default_dtype() and x.is_floating_point():
+            x = x.to(torch.get_default_dtype())
+        return x
+
+    # -- no likelihood --------------------------------------------------------------------------
+
+    def log_prob(self, value):
+        raise SimulatorLikelihoodError(
+            "a Simulator site has no likelihood: p(x | theta) can be sampled but not evaluated, "
+            "so likelihood-based inference (SVI, MCMC, log_prob) cannot run on it. Train a neural "
+            "posterior instead: pyro_lfi.NPE(model, pyro_lfi.NeuralPosterior(model, observed=...)). "
+            "For a tractable version of the model, replace the Simulator site by a distribution."
+        )
+
+    def __repr__(self) -> str:
+        name = getattr(self.fn, "__name__", type(self.fn).__name__)
+        return f"Simulator({name}, batch_shape={tuple(self.batch_shape)}, batched={self.batched})"
+
+
+def _as_tensor(x) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x
+    if isinstance(x, np.ndarray | np.generic | float | int | list | tuple):
+        return torch.as_tensor(np.asarray(x), dtype=torch.get_default_dtype())
+    raise SimulatorShapeError(
+        f"simulator returned {type(x).__name__}; it must return a torch tensor or numpy array"
+    )
