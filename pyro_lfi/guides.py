@@ -170,7 +170,8 @@ class NeuralPosterior(PyroModule):
         for site in sites.latents:
             pyro.sample(
                 site.name,
-                dist.Delta(values[site.name], log_density=log_dets[site.name], event_dim=len(site.shape)),
+                # Delta's log density is log|dz/dtheta|, so that the trace's total is log q(theta)
+                dist.Delta(values[site.name], log_density=-log_dets[site.name], event_dim=len(site.shape)),
             )
         return values
 

@@ -1,0 +1,69 @@
+import arviz as az
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+
+import pyro_lfi as lfi
+
+from .models import multi_model
+
+X_O = torch.tensor([0.5, 1.0, -0.2, 0.3, 0.0])
+
+
+@pytest.fixture(scope="module")
+def trained():
+    sims = lfi.simulate(multi_model, 600, seed=0, progress=False)
+    guide = lfi.NeuralPosterior(multi_model, estimator="mdn")
+    lfi.NPE(multi_model, guide, progress=False, max_epochs=5, seed=0).train(sims)
+    return guide, sims
+
+
+def test_groups_dims_and_values(trained):
+    guide, sims = trained
+    idata = lfi.to_inference_data(
+        guide, x=X_O, num_samples=300, posterior_predictive=True, prior=sims, seed=4,
+        coords={"feature": np.arange(5)}, dims={"x": ["feature"]},
+    )
+    assert set(idata.groups()) == {
+        "posterior", "sample_stats", "observed_data", "posterior_predictive", "prior", "prior_predictive"
+    }
+    post = idata.posterior
+    assert set(post.data_vars) == {"scale", "u", "v"}
+    assert post["u"].shape == (1, 300, 2) and post["scale"].shape == (1, 300)
+    assert idata.observed_data["x"].dims == ("feature",)
+    np.testing.assert_allclose(idata.observed_data["x"].values, X_O.numpy())
+    assert idata.posterior_predictive["x"].shape == (1, 300, 5)
+    assert idata.posterior_predictive["x"].dims == ("chain", "draw", "feature")
+    assert idata.prior["u"].shape == (1, sims.num_valid, 2)
+    assert idata.prior_predictive["x"].shape == (1, sims.num_valid, 5)
+
+    # the values are the guide's draws: same seed, same draws; log_q is their density
+    torch.manual_seed(4)
+    draws = guide.sample(300, x=X_O)
+    np.testing.assert_allclose(post["u"].values[0], draws["u"].numpy(), rtol=1e-6)
+    log_q = guide.log_prob(draws, x=X_O).detach().numpy()
+    np.testing.assert_allclose(idata.sample_stats["log_q"].values[0], log_q, rtol=1e-4, atol=1e-4)
+    # each predictive row was simulated at its own draw: x ~ N([u, v], scale^2)
+    loc = np.concatenate([post["u"].values[0], post["v"].values[0]], -1)
+    resid = (idata.posterior_predictive["x"].values[0] - loc) / post["scale"].values[0][:, None]
+    assert abs(resid.std() - 1) < 0.1
+
+
+def test_arviz_functions_work(trained, tmp_path):
+    guide, sims = trained
+    idata = lfi.to_inference_data(guide, x=X_O, num_samples=200, posterior_predictive=True, seed=0)
+    summary = az.summary(idata, kind="stats")
+    assert list(summary.index) == ["scale", "u[0]", "u[1]", "v[0]", "v[1]", "v[2]"]
+    az.plot_pair(idata, var_names=["u"])
+    az.plot_ppc(idata, num_pp_samples=20)
+    plt.close("all")
+    path = tmp_path / "post.nc"
+    idata.to_netcdf(path)
+    assert az.from_netcdf(path).posterior["v"].shape == (1, 200, 3)
+
+
+def test_batch_of_observations_is_refused(trained):
+    guide, _ = trained
+    with pytest.raises(lfi.ObservationError, match="one observation"):
+        lfi.to_inference_data(guide, x=torch.stack([X_O, X_O]))
