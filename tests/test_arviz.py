@@ -51,7 +51,7 @@ def test_groups_dims_and_values(trained):
 
 
 def test_arviz_functions_work(trained, tmp_path):
-    guide, sims = trained
+    guide, _sims = trained
     idata = lfi.to_inference_data(guide, x=X_O, num_samples=200, posterior_predictive=True, seed=0)
     summary = az.summary(idata, kind="stats")
     assert list(summary.index) == ["scale", "u[0]", "u[1]", "v[0]", "v[1]", "v[2]"]

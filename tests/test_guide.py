@@ -120,7 +120,7 @@ def test_all_invalid_rows_is_an_error():
     sims = lfi.simulate(moons_model, 20, seed=0, progress=False)
     sims.status[:] = lfi.Status.NONFINITE
     guide = lfi.NeuralPosterior(moons_model)
-    with pytest.raises(ValueError, match="no valid simulations.*all 20 rows"):
+    with pytest.raises(ValueError, match=r"no valid simulations.*all 20 rows"):
         lfi.NPE(moons_model, guide).train(sims)
 
 

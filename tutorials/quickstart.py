@@ -16,12 +16,12 @@ import arviz as az
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pyro  # noqa: E402
-import pyro.distributions as dist  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import pyro
+import pyro.distributions as dist
+import torch
 
-import pyro_lfi as lfi  # noqa: E402
+import pyro_lfi as lfi
 
 FAST = os.environ.get("PYRO_LFI_FAST") == "1"
 NUM_SIMULATIONS = 2_000 if FAST else 10_000
