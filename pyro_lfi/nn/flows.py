@@ -13,24 +13,58 @@ from collections.abc import Sequence
 import torch
 import zuko
 from torch.distributions import AffineTransform, Distribution, TransformedDistribution
+from zuko.distributions import DiagNormal
+from zuko.flows import Flow as ZukoFlow
+from zuko.flows import UnconditionalDistribution
+from zuko.flows.coupling import GeneralCouplingTransform
+from zuko.transforms import MonotonicRQSTransform
 
 from .estimator import ConditionalDensityEstimator
 
 __all__ = ["Flow"]
 
-_FLOWS = {"nsf": zuko.flows.NSF, "maf": zuko.flows.MAF}
+
+
+def coupling_nsf(
+    features: int, context: int, transforms: int = 5, hidden_features: Sequence[int] = (64, 64), bins: int = 8
+) -> ZukoFlow:
+    """Neural spline flow with coupling layers: each transform maps half of the features (an
+    alternating mask) by monotonic rational-quadratic splines whose knots are functions of the
+    other half and the context. Sampling and density evaluation both take one pass per
+    transform."""
+    if features == 1:  # nothing to couple with: splines conditioned on the context alone
+        return zuko.flows.NSF(1, context, bins=bins, transforms=transforms, hidden_features=hidden_features)
+    layers = [
+        GeneralCouplingTransform(
+            features,
+            context,
+            mask=torch.arange(features) % 2 == i % 2,
+            univariate=MonotonicRQSTransform,
+            shapes=[(bins,), (bins,), (bins - 1,)],
+            hidden_features=tuple(hidden_features),
+        )
+        for i in range(transforms)
+    ]
+    base = UnconditionalDistribution(DiagNormal, torch.zeros(features), torch.ones(features), buffer=True)
+    return ZukoFlow(layers, base)
+
+
+def _maf(features: int, context: int, transforms: int = 5, hidden_features: Sequence[int] = (64, 64), **kwargs):
+    return zuko.flows.MAF(features, context, transforms=transforms, hidden_features=tuple(hidden_features), **kwargs)
+
+
+_FLOWS = {"nsf": coupling_nsf, "maf": _maf}
 
 
 class Flow(ConditionalDensityEstimator):
-    """A conditional flow: ``kind="nsf"`` (rational-quadratic splines, Durkan et al. 2019) or
-    ``"maf"`` (affine, Papamakarios et al. 2017), with autoregressive conditioners.
+    """A conditional flow: ``kind="nsf"`` (rational-quadratic spline coupling layers, Durkan et
+    al. 2019) or ``"maf"`` (masked autoregressive affine layers, Papamakarios et al. 2017).
 
     :param features: dimension D of ``z``.
     :param context: dimension of the context (the embedded observation).
     :param transforms: number of stacked transforms.
     :param hidden_features: widths of each conditioner's hidden layers.
-    :param kwargs: passed to :class:`zuko.flows.NSF` / :class:`zuko.flows.MAF`
-        (e.g. ``bins``, ``passes``).
+    :param kwargs: ``bins`` for NSF; options of :class:`zuko.flows.MAF` for MAF.
     """
 
     def __init__(
@@ -46,9 +80,7 @@ class Flow(ConditionalDensityEstimator):
         if kind not in _FLOWS:
             raise ValueError(f"unknown flow '{kind}'; choose one of {sorted(_FLOWS)}")
         self.kind = kind
-        self.flow = _FLOWS[kind](
-            features, context, transforms=transforms, hidden_features=tuple(hidden_features), **kwargs
-        )
+        self.flow = _FLOWS[kind](features, context, transforms=transforms, hidden_features=hidden_features, **kwargs)
 
     def forward(self, context: torch.Tensor) -> Distribution:
         affine = AffineTransform(self.standardize.mean, self.standardize.std, event_dim=1)

@@ -1,0 +1,45 @@
+"""``python -m pyro_lfi.benchmark``: NPE on tasks with reference posteriors, side by side with sbi."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import platform
+import sys
+import time
+
+import torch
+
+from .runner import format_table, run_task
+from .tasks import TASKS, get_task
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pyro_lfi.benchmark", description=__doc__)
+    parser.add_argument("--tasks", nargs="+", default=["two_moons", "gaussian_linear", "slcp"],
+                        choices=sorted(TASKS))
+    parser.add_argument("--num-simulations", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--estimator", default="nsf", choices=["nsf", "maf", "mdn"])
+    parser.add_argument("--no-sbi", action="store_true", help="skip sbi even if it is installed")
+    parser.add_argument("--json", help="also write the results to this JSON file")
+    args = parser.parse_args(argv)
+
+    with_sbi = not args.no_sbi and importlib.util.find_spec("sbi") is not None
+    if not with_sbi and not args.no_sbi:
+        print("sbi is not installed (pip install sbi): running pyro_lfi alone", file=sys.stderr)
+    print(f"# pyro_lfi benchmark, {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
+          f"{torch.get_num_threads()} torch threads, torch {torch.__version__}")
+    results = []
+    for name in args.tasks:
+        results += run_task(get_task(name), args.num_simulations, args.seed, with_sbi, args.estimator)
+        print(f"finished {name}", file=sys.stderr)
+    print(format_table(results))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([r.as_dict() for r in results], f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
