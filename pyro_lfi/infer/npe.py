@@ -24,7 +24,7 @@ def make_optimizer(optim: OptimSpec, params, learning_rate: float) -> torch.opti
     """A torch optimizer from ``None`` (Adam), a :class:`pyro.optim.PyroOptim` such as
     ``pyro.optim.Adam({"lr": 1e-3})``, or a callable ``params -> torch.optim.Optimizer``."""
     if optim is None:
-        return torch.optim.Adam(params, lr=learning_rate)
+        return torch.optim.Adam(params, lr=learning_rate, foreach=True)
     if isinstance(optim, pyro.optim.PyroOptim):
         args = optim.pt_optim_args
         return optim.pt_optim_constructor(params, **(args() if callable(args) else args))
