@@ -1,13 +1,12 @@
 """Small models shared by the tests (importable from a subprocess, too)."""
 
-import math
-
 import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
 
 import pyro_lfi as lfi
+from pyro_lfi.benchmark.tasks import two_moons_simulator
 
 # -- linear Gaussian: x = A theta + noise, with an exact posterior ----------------------------------
 
@@ -51,13 +50,7 @@ def multi_model(x=None):
 # -- two moons (sbibm) ---------------------------------------------------------------------------
 
 
-def moons(theta):
-    batch = theta.shape[:-1]
-    a = (torch.rand(batch) - 0.5) * math.pi
-    r = 0.1 + 0.01 * torch.randn(batch)
-    p = torch.stack([r * torch.cos(a) + 0.25, r * torch.sin(a)], -1)
-    s = theta[..., 0] + theta[..., 1]
-    return p + torch.stack([-s.abs() / math.sqrt(2), (theta[..., 1] - theta[..., 0]) / math.sqrt(2)], -1)
+moons = two_moons_simulator
 
 
 def moons_model(x=None):

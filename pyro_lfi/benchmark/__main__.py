@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     for name in args.tasks:
         results += run_task(get_task(name), args.num_simulations, args.seed, with_sbi, args.estimator)
-        print(f"finished {name}", file=sys.stderr)
+        print(format_table(results), file=sys.stderr, flush=True)  # so far, in case of interruption
     print(format_table(results))
     if args.json:
         with open(args.json, "w") as f:

@@ -79,7 +79,7 @@ def run_task(
             task.name,
             method,
             num_simulations,
-            c2st(run["samples"], reference, seed=seed),
+            c2st(reference, run["samples"], seed=seed),  # z-scored by the reference, as in sbibm
             run["train_seconds"],
             run["sample_seconds"],
             run.get("simulate_seconds"),

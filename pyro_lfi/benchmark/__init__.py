@@ -1,0 +1,1 @@
+"""Benchmark tasks with reference posteriors, peer baselines and the benchmark runner."""
