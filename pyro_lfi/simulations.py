@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -182,7 +182,3 @@ class Simulations:
         with xr.open_dataset(path) as ds:
             return cls.from_xarray(ds.load())
 
-
-def concat(parts: Iterable[Simulations]) -> Simulations:
-    """Functional alias of :meth:`Simulations.concat`."""
-    return Simulations.concat(list(parts))
