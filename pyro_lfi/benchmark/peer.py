@@ -31,6 +31,15 @@ def _sbi_npe_class() -> Any:
     return NPE_C
 
 
+def _log_writer() -> Any:
+    """A TensorBoard writer in a temporary folder, so sbi leaves no ``sbi-logs/`` behind."""
+    import tempfile
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir=tempfile.mkdtemp(prefix="sbi-logs-"))
+
+
 def _x_o(task: Task, x_o: Tensor | None) -> Tensor:
     return task.observation(1) if x_o is None else torch.as_tensor(x_o, dtype=torch.get_default_dtype())
 
@@ -59,7 +68,9 @@ def run_sbi_npe(
         torch.manual_seed(seed)
         theta = task.prior.sample((num_simulations,))
         x = task.simulator(theta)
-        inference = npe_class(prior=task.prior, density_estimator=estimator, show_progress_bars=False)
+        inference = npe_class(
+            prior=task.prior, density_estimator=estimator, show_progress_bars=False, summary_writer=_log_writer()
+        )
         start = time.perf_counter()
         density_estimator = inference.append_simulations(theta, x).train()
         train_seconds = time.perf_counter() - start
@@ -95,7 +106,9 @@ def run_sbi_sequential(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         wall_start = time.perf_counter()
-        inference = npe_class(prior=task.prior, density_estimator=estimator, show_progress_bars=False)
+        inference = npe_class(
+            prior=task.prior, density_estimator=estimator, show_progress_bars=False, summary_writer=_log_writer()
+        )
         proposal: Any = task.prior
         posterior: Any = None
         train_seconds = 0.0
