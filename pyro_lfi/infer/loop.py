@@ -37,10 +37,10 @@ class TrainingConfig:
     batch_size: int | None = None
     learning_rate: float = 2e-3
     validation_fraction: float = 0.1
-    stop_after_epochs: int = 20
+    stop_after_epochs: int = 30
     max_epochs: int = 1000
     lr_decay: float = 0.5
-    lr_patience: int = 5
+    lr_patience: int = 10
     clip_grad_norm: float | None = 5.0
     seed: int | None = None
     progress: bool = True
