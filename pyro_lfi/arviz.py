@@ -37,8 +37,8 @@ class _GuideConverter:
         with torch.no_grad():
             q = guide.posterior_z(*args, **kwargs)
             z = q.sample((num_samples,))
-            self.draws, log_dets = sites.to_constrained(z)
-            self.log_q = q.log_prob(z) - sum(log_dets.values())
+            self.draws = sites.to_constrained(z)[0]
+            self.log_q = q.log_prob(z) - sites.log_abs_det_jacobian(z)
         if seed is not None:
             torch.set_rng_state(generator_state)
 

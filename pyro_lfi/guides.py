@@ -187,9 +187,7 @@ class NeuralPosterior(PyroModule):
         r""":math:`\log q(\theta \mid x)` in the constrained space (Jacobians included)."""
         sites = self._require_built()
         z = sites.to_unconstrained(samples)
-        log_q = self.posterior_z(*args, **kwargs).log_prob(z)
-        _, log_dets = sites.to_constrained(z)
-        return log_q - sum(log_dets.values())
+        return self.posterior_z(*args, **kwargs).log_prob(z) - sites.log_abs_det_jacobian(z)
 
     def map(self, *args, num_init: int = 1000, num_steps: int = 200, lr: float = 0.05, **kwargs):
         r"""Maximum of :math:`q(\theta \mid x)` (in the constrained space): the best of
@@ -202,7 +200,7 @@ class NeuralPosterior(PyroModule):
             q = self.condition(x)
 
         def log_density(z):
-            return q.log_prob(z) - sum(sites.to_constrained(z)[1].values())
+            return q.log_prob(z) - sites.log_abs_det_jacobian(z)
 
         with torch.no_grad():
             z0 = q.sample((num_init,))

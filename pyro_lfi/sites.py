@@ -148,6 +148,10 @@ class ModelSites:
             values[site.name] = value
         return values, log_dets
 
+    def log_abs_det_jacobian(self, z: torch.Tensor) -> torch.Tensor:
+        r""":math:`\sum_i \log\lvert\det \partial\theta_i/\partial z_i\rvert`, shape ``z.shape[:-1]``."""
+        return sum(self.to_constrained(z)[1].values())
+
     # -- observations ---------------------------------------------------------------------------
 
     def data_batch_shape(self, data: dict[str, torch.Tensor]) -> torch.Size:
