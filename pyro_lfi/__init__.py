@@ -8,7 +8,9 @@ Write the simulator as the data site of an ordinary Pyro model (:class:`Simulato
 from . import nn
 from .arviz import to_inference_data
 from .guides import NeuralPosterior, NotFittedError
-from .infer import NPE, TrainingConfig, TrainingHistory
+from .infer import NPE, SNPE, ProposalError, RoundRecord, TrainingConfig, TrainingHistory
+from .mixtures import GaussianDivisionError
+from .prior import Prior, UnsupportedPriorError
 from .simulate import simulate
 from .simulations import Simulations, Status
 from .simulator import Simulator, SimulatorLikelihoodError, SimulatorShapeError
@@ -18,9 +20,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "NPE",
+    "SNPE",
+    "GaussianDivisionError",
     "NeuralPosterior",
     "NotFittedError",
     "ObservationError",
+    "Prior",
+    "ProposalError",
+    "RoundRecord",
     "Simulations",
     "Simulator",
     "SimulatorLikelihoodError",
@@ -29,6 +36,7 @@ __all__ = [
     "Status",
     "TrainingConfig",
     "TrainingHistory",
+    "UnsupportedPriorError",
     "nn",
     "simulate",
     "to_inference_data",

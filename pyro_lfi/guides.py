@@ -8,10 +8,12 @@ from collections.abc import Callable, Sequence
 import pyro
 import pyro.distributions as dist
 import torch
+from pyro.distributions import MultivariateNormal
 from pyro.nn import PyroModule
 from torch import nn
 from torch.distributions import Distribution
 
+from .mixtures import divide_by_gaussian
 from .nn import MLP, ConditionalDensityEstimator, Flow, MixtureDensityNetwork, Standardize
 from .simulations import Simulations
 from .sites import ModelSites, ObservationError, read_observation
@@ -87,6 +89,9 @@ class NeuralPosterior(PyroModule):
         self.sites: ModelSites | None = None
         self.x_standardize: Standardize | None = None
         self.estimator: ConditionalDensityEstimator | None = None
+        #: SNPE-A: the estimator fits the posterior under a proposal prior(z) g(z); the
+        #: posterior is the estimator's mixture divided by this Gaussian g (None: no correction).
+        self.proposal_correction: MultivariateNormal | None = None
 
     # -- construction ---------------------------------------------------------------------------
 
@@ -147,14 +152,27 @@ class NeuralPosterior(PyroModule):
         sites = self._require_built()
         return sites.flat_data(read_observation(self.model, self.observed, *args, **kwargs))
 
-    def condition(self, x: torch.Tensor) -> Distribution:
-        r""":math:`q(z \mid x)` over the flat unconstrained latent vector, batched over ``x``'s
-        leading dims."""
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The estimator's context: the embedding of the standardized observation ``x``."""
         self._require_built()
         param = next(self.estimator.parameters(), None)
         if param is not None:
             x = x.to(device=param.device, dtype=param.dtype)
-        return self.estimator(self.embedding_net(self.x_standardize(x)))
+        return self.embedding_net(self.x_standardize(x))
+
+    def estimate(self, x: torch.Tensor) -> Distribution:
+        r"""The estimator's own density :math:`q_\phi(z \mid x)`, before any proposal
+        correction (what the losses train)."""
+        return self.estimator(self.embed(x))
+
+    def condition(self, x: torch.Tensor) -> Distribution:
+        r""":math:`q(z \mid x)` over the flat unconstrained latent vector, batched over ``x``'s
+        leading dims: the estimator's density, divided by the proposal Gaussian where SNPE-A
+        trained it on such a proposal (:attr:`proposal_correction`)."""
+        q = self.estimate(x)
+        if self.proposal_correction is None:
+            return q
+        return divide_by_gaussian(q, self.proposal_correction)
 
     def posterior_z(self, *args, **kwargs) -> Distribution:
         r""":math:`q(z \mid x)` at the observation the model receives with these arguments."""
@@ -238,6 +256,9 @@ class NeuralPosterior(PyroModule):
                 "sites": sites,
                 "x_shape": tuple(self._x_shape),
                 "state_dict": self.state_dict(),
+                "proposal_correction": None if self.proposal_correction is None else (
+                    self.proposal_correction.loc, self.proposal_correction.covariance_matrix
+                ),
             },
             path,
         )
@@ -272,6 +293,9 @@ class NeuralPosterior(PyroModule):
         )
         guide._create_networks(saved["sites"], torch.Size(saved["x_shape"]))
         guide.load_state_dict(saved["state_dict"])
+        if saved.get("proposal_correction") is not None:
+            loc, cov = saved["proposal_correction"]
+            guide.proposal_correction = MultivariateNormal(loc, covariance_matrix=cov)
         guide.eval()
         return guide
 

@@ -1,4 +1,5 @@
-"""``python -m pyro_lfi.benchmark``: NPE on tasks with reference posteriors, side by side with sbi."""
+"""``python -m pyro_lfi.benchmark``: amortized NPE, and sequential APT focused on one
+observation, on tasks with reference posteriors, side by side with sbi in the same run."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import time
 
 import torch
 
-from .runner import format_table, run_task
+from .runner import format_table, run_sequential_task, run_task
 from .tasks import TASKS, get_task
 
 
@@ -22,8 +23,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-simulations", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--estimator", default="nsf", choices=["nsf", "maf", "mdn"])
+    parser.add_argument("--num-draws", type=int, default=10_000,
+                        help="posterior draws per method (and reference draws) for C2ST and the sampling time")
     parser.add_argument("--no-sbi", action="store_true", help="skip sbi even if it is installed")
     parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--mode", choices=["amortized", "sequential", "both"], default="both",
+                        help="amortized NPE on --tasks, sequential APT on --sequential-tasks, or both")
+    parser.add_argument("--sequential-tasks", nargs="+", default=["two_moons", "slcp"], choices=sorted(TASKS))
+    parser.add_argument("--rounds", type=int, default=10, help="rounds of a sequential run (budget split evenly)")
     args = parser.parse_args(argv)
 
     with_sbi = not args.no_sbi and importlib.util.find_spec("sbi") is not None
@@ -32,8 +39,18 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# pyro_lfi benchmark, {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} torch threads, torch {torch.__version__}")
     results = []
-    for name in args.tasks:
-        results += run_task(get_task(name), args.num_simulations, args.seed, with_sbi, args.estimator)
+    jobs = []
+    if args.mode in ("amortized", "both"):
+        jobs += [lambda t=t: run_task(get_task(t), args.num_simulations, args.seed, with_sbi, args.estimator,
+                                 args.num_draws)
+                 for t in args.tasks]
+    if args.mode in ("sequential", "both"):
+        per_round = args.num_simulations // args.rounds
+        jobs += [lambda t=t: run_sequential_task(get_task(t), args.rounds, per_round, args.seed, with_sbi,
+                                                 args.estimator, args.num_draws)
+                 for t in args.sequential_tasks]
+    for job in jobs:
+        results += job()
         print(format_table(results), file=sys.stderr, flush=True)  # so far, in case of interruption
     print(format_table(results))
     if args.json:

@@ -51,6 +51,7 @@ def run_sbi_npe(
     estimator: str = "nsf",
     *,
     x_o: Tensor | None = None,
+    num_samples: int = NUM_POSTERIOR_SAMPLES,
 ) -> dict[str, Any]:
     """Single-round NPE with ``sbi``: simulate from the prior, train, sample at ``x_o``.
 
@@ -76,7 +77,7 @@ def run_sbi_npe(
         train_seconds = time.perf_counter() - start
         posterior = inference.build_posterior(density_estimator)
         start = time.perf_counter()
-        samples = posterior.sample((NUM_POSTERIOR_SAMPLES,), x=x_o, show_progress_bars=False)
+        samples = posterior.sample((num_samples,), x=x_o, show_progress_bars=False)
         sample_seconds = time.perf_counter() - start
     return {"samples": samples.detach(), "train_seconds": train_seconds, "sample_seconds": sample_seconds}
 
@@ -89,6 +90,7 @@ def run_sbi_sequential(
     estimator: str = "nsf",
     *,
     x_o: Tensor | None = None,
+    num_samples: int = NUM_POSTERIOR_SAMPLES,
 ) -> dict[str, Any]:
     """Sequential NPE (SNPE-C / APT) with ``sbi``'s standard round loop.
 
@@ -124,7 +126,7 @@ def run_sbi_sequential(
             posterior = inference.build_posterior(density_estimator)
             proposal = posterior.set_default_x(x_o)
         start = time.perf_counter()
-        samples = posterior.sample((NUM_POSTERIOR_SAMPLES,), x=x_o, show_progress_bars=False)
+        samples = posterior.sample((num_samples,), x=x_o, show_progress_bars=False)
         sample_seconds = time.perf_counter() - start
         wall_seconds = time.perf_counter() - wall_start
     return {

@@ -1,4 +1,5 @@
-"""The side-by-side benchmark: pyro_lfi's NPE and sbi's NPE on the same simulations budget."""
+"""The side-by-side benchmark: pyro_lfi and sbi on the same simulation budget, amortized (NPE)
+and sequential (APT / SNPE-C focused on one observation)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pyro_lfi as lfi
 from ..diagnostics import c2st
 from .tasks import Task
 
-__all__ = ["Result", "format_table", "run_pyro_lfi", "run_task"]
+__all__ = ["Result", "format_table", "run_pyro_lfi", "run_pyro_lfi_sequential", "run_sequential_task", "run_task"]
 
 NUM_DRAWS = 10_000
 
@@ -29,6 +30,8 @@ class Result:
     sample_seconds: float
     simulate_seconds: float | None = None
     epochs: int | None = None
+    wall_seconds: float | None = None
+    rounds: int = 1
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -45,7 +48,9 @@ def time_sampling(sample, repeats: int = 3) -> tuple[torch.Tensor, float]:
     return draws, best
 
 
-def run_pyro_lfi(task: Task, num_simulations: int, seed: int, estimator: str = "nsf") -> dict:
+def run_pyro_lfi(
+    task: Task, num_simulations: int, seed: int, estimator: str = "nsf", num_draws: int = NUM_DRAWS
+) -> dict:
     """Simulate, train and sample with pyro_lfi at one budget."""
     start = time.perf_counter()
     sims = lfi.simulate(task.model, num_simulations, seed=seed, progress=False)
@@ -53,7 +58,7 @@ def run_pyro_lfi(task: Task, num_simulations: int, seed: int, estimator: str = "
     guide = lfi.NeuralPosterior(task.model, estimator=estimator)
     history = lfi.NPE(task.model, guide, progress=False, seed=seed).train(sims)
     x_o = task.observation(1)
-    draws, sample_seconds = time_sampling(lambda: guide.sample(NUM_DRAWS, x=x_o)["theta"])
+    draws, sample_seconds = time_sampling(lambda: guide.sample(num_draws, x=x_o)["theta"])
     return {
         "samples": draws,
         "train_seconds": history.seconds,
@@ -63,43 +68,98 @@ def run_pyro_lfi(task: Task, num_simulations: int, seed: int, estimator: str = "
     }
 
 
-def run_task(
-    task: Task, num_simulations: int, seed: int = 0, with_sbi: bool = True, estimator: str = "nsf"
-) -> list[Result]:
-    """pyro_lfi (and sbi when installed) on ``task``, scored by C2ST against the reference."""
+def run_pyro_lfi_sequential(
+    task: Task, num_rounds: int, simulations_per_round: int, seed: int, estimator: str = "nsf",
+    num_draws: int = NUM_DRAWS,
+) -> dict:
+    """APT with pyro_lfi at ``task.observation(1)``: the whole loop (proposals, simulation,
+    training) is timed as ``wall_seconds``."""
     x_o = task.observation(1)
-    reference = task.reference_posterior(x_o, NUM_DRAWS, seed=seed)
-    runs = {"pyro_lfi": run_pyro_lfi(task, num_simulations, seed, estimator)}
-    if with_sbi:
-        from .peer import run_sbi_npe
+    guide = lfi.NeuralPosterior(task.model, estimator=estimator)
+    snpe = lfi.SNPE(task.model, guide, method="apt", progress=False, seed=seed)
+    start = time.perf_counter()
+    snpe.run(x_o, num_rounds=num_rounds, simulations_per_round=simulations_per_round, seed=seed)
+    wall_seconds = time.perf_counter() - start
+    draws, sample_seconds = time_sampling(lambda: guide.sample(num_draws, x=x_o)["theta"])
+    return {
+        "samples": draws,
+        "train_seconds": sum(r.train_seconds for r in snpe.rounds),
+        "sample_seconds": sample_seconds,
+        "simulate_seconds": sum(r.simulate_seconds for r in snpe.rounds),
+        "wall_seconds": wall_seconds,
+        "epochs": sum(r.epochs for r in snpe.rounds),
+    }
 
-        runs["sbi"] = run_sbi_npe(task, num_simulations, seed, estimator=estimator)
+
+def _score(task: Task, runs: dict, reference: torch.Tensor, budget: int, seed: int, rounds: int) -> list[Result]:
     return [
         Result(
             task.name,
             method,
-            num_simulations,
+            budget,
             c2st(reference, run["samples"], seed=seed),  # z-scored by the reference, as in sbibm
             run["train_seconds"],
             run["sample_seconds"],
             run.get("simulate_seconds"),
             run.get("epochs"),
+            run.get("wall_seconds"),
+            rounds,
         )
         for method, run in runs.items()
     ]
 
 
+def run_sequential_task(
+    task: Task, num_rounds: int, simulations_per_round: int, seed: int = 0, with_sbi: bool = True,
+    estimator: str = "nsf", num_draws: int = NUM_DRAWS,
+) -> list[Result]:
+    """Sequential APT with pyro_lfi (and sbi's SNPE-C when installed) on ``task``; ``num_draws``
+    posterior draws of each are compared with as many reference draws."""
+    reference = task.reference_posterior(task.observation(1), num_draws, seed=seed)
+    runs = {
+        "pyro_lfi APT": run_pyro_lfi_sequential(task, num_rounds, simulations_per_round, seed, estimator, num_draws)
+    }
+    if with_sbi:
+        from .peer import run_sbi_sequential
+
+        runs["sbi SNPE-C"] = run_sbi_sequential(
+            task, num_rounds, simulations_per_round, seed, estimator=estimator, num_samples=num_draws
+        )
+    return _score(task, runs, reference, num_rounds * simulations_per_round, seed, num_rounds)
+
+
+def run_task(
+    task: Task, num_simulations: int, seed: int = 0, with_sbi: bool = True, estimator: str = "nsf",
+    num_draws: int = NUM_DRAWS,
+) -> list[Result]:
+    """pyro_lfi (and sbi when installed) on ``task``, scored by C2ST of ``num_draws`` posterior
+    draws against as many reference draws."""
+    x_o = task.observation(1)
+    reference = task.reference_posterior(x_o, num_draws, seed=seed)
+    runs = {"pyro_lfi": run_pyro_lfi(task, num_simulations, seed, estimator, num_draws)}
+    if with_sbi:
+        from .peer import run_sbi_npe
+
+        runs["sbi"] = run_sbi_npe(task, num_simulations, seed, estimator=estimator, num_samples=num_draws)
+    return _score(task, runs, reference, num_simulations, seed, 1)
+
+
 def format_table(results: list[Result]) -> str:
-    """A Markdown table, with pyro_lfi's times as a ratio to sbi's where both ran."""
-    peer = {r.task: r for r in results if r.method == "sbi"}
+    """A Markdown table; times of pyro_lfi as a ratio to sbi's where both ran (training time
+    for amortized runs, the whole loop's wall time for sequential ones)."""
+    peer = {(r.task, r.rounds): r for r in results if r.method.startswith("sbi")}
     lines = [
-        "| task | method | simulations | C2ST | train s | sample 10k s | train / sbi |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| task | method | rounds x simulations | C2ST | train s | wall s | sample s | time / sbi |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
-        ratio = f"{r.train_seconds / peer[r.task].train_seconds:.2f}" if r.task in peer else ""
+        ratio, other = "", peer.get((r.task, r.rounds))
+        if other is not None and not r.method.startswith("sbi"):
+            field = "wall_seconds" if r.rounds > 1 else "train_seconds"
+            ratio = f"{getattr(r, field) / getattr(other, field):.2f}"
+        wall = f"{r.wall_seconds:.1f}" if r.wall_seconds is not None else ""
         lines.append(
-            f"| {r.task} | {r.method} | {r.num_simulations} | {r.c2st:.3f} | {r.train_seconds:.1f} "
-            f"| {r.sample_seconds:.3f} | {ratio} |"
+            f"| {r.task} | {r.method} | {r.rounds} x {r.num_simulations // r.rounds} | {r.c2st:.3f} "
+            f"| {r.train_seconds:.1f} | {wall} | {r.sample_seconds:.3f} | {ratio} |"
         )
     return "\n".join(lines)

@@ -61,24 +61,16 @@ class NPE:
     def tensors(self, simulations: Simulations, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
         """The valid rows as ``(x, z)``: observations and unconstrained parameters; builds the
         guide from them if needed (``args``/``kwargs`` are the model's arguments)."""
-        if not isinstance(simulations, Simulations):
-            raise TypeError(f"expected pyro_lfi.Simulations, got {type(simulations).__name__}")
-        if simulations.num_valid == 0:
-            raise ValueError(_all_invalid_message(simulations))
+        _check_simulations(simulations)
+        if (simulations.round > 0).any():
+            raise ValueError(
+                "these simulations include sequential rounds (round > 0), whose parameters came from a "
+                "proposal rather than the prior: the NPE loss would fit the proposal's posterior. "
+                "Train them with pyro_lfi.SNPE, which uses the loss that is correct for each round"
+            )
         if not self.guide.is_built:
             self.guide.build(simulations, *args, **kwargs)
-        valid = simulations[simulations.valid]
-        sites = self.guide.sites
-        x = sites.flat_data({n: valid.values[n] for n in self.guide.observed})
-        z = sites.to_unconstrained(valid.latents)
-        finite = torch.isfinite(z).all(-1)
-        if not finite.all():
-            warnings.warn(
-                f"dropping {int((~finite).sum())} rows whose parameters lie on the boundary of "
-                "their support (infinite in the unconstrained space)",
-                stacklevel=3,
-            )
-            x, z = x[finite], z[finite]
+        x, z, _ = training_tensors(self.guide, simulations)
         return x, z
 
     def _optimizer(self) -> torch.optim.Optimizer:
@@ -147,6 +139,34 @@ class NPE:
         sims = simulate(self.model, num_simulations, *args, seed=seed, progress=self.config.progress, **kwargs)
         self.train(sims, model_args=args, model_kwargs=kwargs)
         return sims
+
+
+def _check_simulations(simulations) -> None:
+    if not isinstance(simulations, Simulations):
+        raise TypeError(f"expected pyro_lfi.Simulations, got {type(simulations).__name__}")
+    if simulations.num_valid == 0:
+        raise ValueError(_all_invalid_message(simulations))
+
+
+def training_tensors(guide: NeuralPosterior, simulations: Simulations):
+    """``(x, z, kept)``: observations and unconstrained parameters of the rows that are valid
+    and have finite ``z``, and the mask of those rows."""
+    _check_simulations(simulations)
+    sites = guide.sites
+    kept = simulations.valid.clone()
+    valid = simulations[kept]
+    x = sites.flat_data({n: valid.values[n] for n in guide.observed})
+    z = sites.to_unconstrained(valid.latents)
+    finite = torch.isfinite(z).all(-1)
+    if not finite.all():
+        warnings.warn(
+            f"dropping {int((~finite).sum())} rows whose parameters lie on the boundary of "
+            "their support (infinite in the unconstrained space)",
+            stacklevel=3,
+        )
+        x, z = x[finite], z[finite]
+        kept[kept.clone()] = finite
+    return x, z, kept
 
 
 def _device_of(module: torch.nn.Module) -> torch.device:

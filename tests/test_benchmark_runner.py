@@ -1,0 +1,18 @@
+"""The benchmark command end to end, at a tiny budget and without the peer."""
+
+import json
+
+from pyro_lfi.benchmark.__main__ import main
+
+
+def test_benchmark_command(tmp_path, capsys):
+    out = tmp_path / "results.json"
+    main(["--tasks", "two_moons", "--sequential-tasks", "two_moons", "--num-simulations", "600", "--rounds", "2",
+          "--num-draws", "500", "--no-sbi", "--json", str(out)])
+    table = capsys.readouterr().out
+    assert "| two_moons | pyro_lfi | 1 x 600 |" in table and "| two_moons | pyro_lfi APT | 2 x 300 |" in table
+    results = json.loads(out.read_text())
+    assert [(r["method"], r["rounds"]) for r in results] == [("pyro_lfi", 1), ("pyro_lfi APT", 2)]
+    for r in results:
+        assert 0.5 <= r["c2st"] <= 1.0 and r["train_seconds"] > 0 and r["sample_seconds"] > 0
+    assert results[1]["wall_seconds"] >= results[1]["train_seconds"]

@@ -1,0 +1,206 @@
+"""Sequential NPE: losses, proposals, the round loop, and accuracy on the linear Gaussian."""
+
+import math
+
+import pyro.distributions as dist
+import pytest
+import torch
+
+import pyro_lfi as lfi
+from pyro_lfi.diagnostics import c2st
+from pyro_lfi.infer import atomic_apt_loss, mixture_apt_loss, npe_loss
+from pyro_lfi.infer.proposals import PriorTimesMixture, TruncatedPrior
+from pyro_lfi.infer.validity import ValidityClassifier
+from pyro_lfi.mixtures import as_mixture
+from pyro_lfi.sites import ModelSites
+
+from .models import fragile_model, linear_model, linear_posterior, moons_model
+
+X_O = torch.tensor([0.8, -0.6, 0.3])
+FAST = dict(progress=False, stop_after_epochs=10, max_epochs=150)
+
+
+def built_guide(model=linear_model, estimator="mdn", n=200, **kwargs):
+    sims = lfi.simulate(model, n, seed=0, progress=False)
+    return lfi.NeuralPosterior(model, estimator=estimator, **kwargs).build(sims), sims
+
+
+# -- losses ---------------------------------------------------------------------------------------
+
+
+def test_atomic_loss_with_every_row_as_atom():
+    guide, sims = built_guide(estimator="nsf")
+    x, z = sims.values["x"][:6], sims.values["theta"][:6]
+    log_prior = torch.randn(6)
+    logits = guide.estimate(x[:, None].expand(6, 6, 3)).log_prob(z[None].expand(6, 6, 2)) - log_prior  # [i, j]
+    manual = -(logits.diagonal() - logits.logsumexp(1)).mean()
+    assert torch.allclose(atomic_apt_loss(guide, x, z, log_prior, num_atoms=6), manual, atol=1e-5)
+    with pytest.raises(ValueError, match="at least 2 atoms"):
+        atomic_apt_loss(guide, x[:1], z[:1], log_prior[:1])
+
+
+def test_mixture_loss_is_a_normalized_proposal_posterior():
+    guide, sims = built_guide(estimator="mdn")
+    x, z = sims.values["x"][:4], sims.values["theta"][:4]
+    assert torch.allclose(mixture_apt_loss(guide, x, z, None), npe_loss(guide, x, z))
+    factor = as_mixture(dist.MultivariateNormal(torch.tensor([0.3, -0.2]), 0.5 * torch.eye(2)))
+    # for one row the loss is -log q~(z | x) with q~ = q r / Z(x); Z(x) by quadrature in 2-D
+    axis = torch.linspace(-8, 8, 321)
+    points = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
+    with torch.no_grad():
+        q = guide.estimate(x[:1])
+        log_z = ((q.log_prob(points) + factor.log_prob(points)).exp().sum() * (16 / 320) ** 2).log()
+        expected = -(q.log_prob(z[:1]) + factor.log_prob(z[:1]) - log_z)
+        assert torch.allclose(mixture_apt_loss(guide, x[:1], z[:1], factor), expected.squeeze(), atol=1e-3)
+
+
+# -- proposals ------------------------------------------------------------------------------------
+
+
+def linear_prior():
+    sites = ModelSites.from_model(linear_model, ["x"], {"x": X_O})
+    return lfi.Prior(linear_model, sites, x=X_O)
+
+
+def test_prior_times_gaussian_is_the_gaussian_product():
+    prior = linear_prior()  # N(0, I)
+    factor = dist.MultivariateNormal(torch.tensor([1.0, -2.0]), 0.25 * torch.eye(2))
+    torch.manual_seed(0)
+    samples = PriorTimesMixture(prior, as_mixture(factor)).sample(20_000)
+    # N(0, 1) x N(m, 1/4) = N(m / 1.25, 0.2)
+    assert torch.allclose(samples.mean(0), torch.tensor([0.8, -1.6]), atol=0.02)
+    assert torch.allclose(samples.var(0), torch.tensor([0.2, 0.2]), atol=0.01)
+
+
+def test_rejection_gives_up_with_a_clear_error():
+    far = as_mixture(dist.MultivariateNormal(torch.tensor([40.0, 40.0]), 0.01 * torch.eye(2)))
+    with pytest.raises(lfi.ProposalError, match="acceptance rate"):
+        PriorTimesMixture(linear_prior(), far, max_draws_per_sample=20).sample(100)
+
+
+@pytest.mark.parametrize("max_draws", [1000, 2])
+def test_truncated_prior_stays_in_the_region(max_draws):
+    prior = linear_prior()
+    q = dist.MultivariateNormal(torch.tensor([0.5, 0.0]), 0.09 * torch.eye(2))
+    truncated = TruncatedPrior(prior, q, quantile=1e-3, max_draws_per_sample=max_draws)
+    torch.manual_seed(0)
+    z = truncated.sample(5000)
+    assert truncated.method == ("rejection" if max_draws > 2 else "sir")
+    assert truncated.contains(z).all()
+    # inside the disc the density is the prior's: its mean is pulled from 0.5 towards the prior's 0
+    radius = (z - q.loc).norm(dim=-1).max()
+    assert 0.9 < radius < 1.25 and z[:, 0].mean() < 0.5
+
+
+# -- the round loop --------------------------------------------------------------------------------
+
+
+def test_plain_npe_refuses_sequential_rounds():
+    sims = lfi.simulate(linear_model, 100, seed=0, progress=False)
+    sims.round[:50] = 1
+    with pytest.raises(ValueError, match="sequential rounds"):
+        lfi.NPE(linear_model, lfi.NeuralPosterior(linear_model), progress=False).train(sims)
+
+
+def test_bad_options():
+    guide = lfi.NeuralPosterior(linear_model)
+    with pytest.raises(ValueError, match="unknown method"):
+        lfi.SNPE(linear_model, guide, method="snpe-b")
+    with pytest.raises(ValueError, match="applies to method='apt'"):
+        lfi.SNPE(linear_model, guide, method="tsnpe", loss="atomic")
+    with pytest.raises(ValueError, match="mixture density guide"):
+        lfi.SNPE(linear_model, guide, method="snpe-a", **FAST).run(x=X_O, num_rounds=1, simulations_per_round=100)
+
+
+def test_rounds_continue_and_stay_on_one_observation():
+    guide = lfi.NeuralPosterior(moons_model, estimator="nsf", transforms=2, hidden_features=(32, 32))
+    snpe = lfi.SNPE(moons_model, guide, method="apt", **FAST)
+    x_o = torch.tensor([0.1, 0.2])
+    snpe.run(x=x_o, num_rounds=1, simulations_per_round=300, seed=1)
+    sims = snpe.run(x=x_o, num_rounds=1, simulations_per_round=300, seed=1)
+    assert len(sims) == 600 and sims.round.tolist() == [0] * 300 + [1] * 300
+    table = snpe.history_table()
+    assert table["round"].tolist() == [0, 1] and table["loss"].tolist() == ["npe", "apt (atomic)"]
+    assert (table["fraction_invalid"] == 0).all()
+    theta = guide.sample(5000, x=x_o)["theta"]  # a bounded prior never leaks
+    assert theta.abs().max() < 1 and torch.isfinite(guide.log_prob({"theta": theta}, x=x_o)).all()
+    assert (sims.values["theta"][300:].abs() < 1).all()
+    with pytest.raises(ValueError, match="another observation"):
+        snpe.run(x=torch.tensor([0.0, 0.0]), num_rounds=1, simulations_per_round=300)
+
+
+def test_mdn_components_start_as_copies_of_the_first():
+    guide, sims = built_guide(estimator="mdn")
+    mdn = guide.estimator
+    mdn.active_components = 1
+    x, z = sims.values["x"][:5], sims.values["theta"][:5]
+    first = guide.estimate(x).component_distribution
+    one = [first.loc[:, 0], first.scale_tril[:, 0]]
+    assert torch.allclose(guide.estimate(x).mixture_distribution.probs[:, 0], torch.ones(5))
+    torch.manual_seed(0)
+    mdn.replicate_first_component(noise=0.0)
+    q = guide.estimate(x)
+    assert mdn.active_components == mdn.components
+    assert torch.allclose(q.mixture_distribution.probs, torch.full((5, mdn.components), 1 / mdn.components))
+    expected = dist.MultivariateNormal(one[0], scale_tril=one[1]).log_prob(z)
+    assert torch.allclose(q.log_prob(z), expected, atol=1e-5)
+
+
+def test_validity_classifier_learns_where_the_simulator_fails():
+    torch.manual_seed(0)
+    z = torch.randn(4000, 2)
+    valid = z[:, 0] < 0.5
+    classifier = ValidityClassifier(2).fit(z, valid, lfi.TrainingConfig(seed=0, progress=False, max_epochs=100))
+    probe = torch.tensor([[-2.0, 0.0], [2.0, 0.0]])
+    p_valid = classifier.log_prob_valid(probe).exp()
+    assert p_valid[0] > 0.95 and p_valid[1] < 0.05
+
+
+def test_failing_simulations_in_later_rounds():
+    guide = lfi.NeuralPosterior(fragile_model, estimator="nsf", transforms=2, hidden_features=(32, 32))
+    snpe = lfi.SNPE(fragile_model, guide, method="apt", **FAST)
+    sims = snpe.run(x=torch.tensor([0.98, 1.0]), num_rounds=2, simulations_per_round=400, seed=0)
+    assert sims.num_valid < len(sims) and snpe.validity is not None  # the atomic loss was corrected
+    assert snpe.rounds[0].fraction_invalid > 0 and all(r.fraction_invalid < 1 for r in snpe.rounds)
+    assert snpe.rounds[1].num_training_rows == sims.num_valid
+
+
+# -- accuracy against the exact posterior ---------------------------------------------------------
+
+
+def exact_c2st(guide):
+    torch.manual_seed(3)
+    approx = guide.sample(2000, x=X_O)["theta"]
+    return c2st(approx, linear_posterior(X_O).sample((2000,)), seed=0)
+
+
+@pytest.mark.parametrize(
+    "method,estimator",
+    [("apt", "nsf"), ("apt", "mdn"), ("snpe-a", "mdn"), ("tsnpe", "nsf")],
+)
+def test_sequential_linear_gaussian(method, estimator):
+    guide = lfi.NeuralPosterior(linear_model, estimator=estimator)
+    snpe = lfi.SNPE(linear_model, guide, method=method, seed=0, **FAST)
+    snpe.run(x=X_O, num_rounds=3, simulations_per_round=600, seed=0)
+    assert exact_c2st(guide) <= 0.6
+    if method == "snpe-a":
+        assert guide.proposal_correction is not None
+
+
+def test_apt_no_worse_than_npe_at_equal_budget():
+    apt = lfi.NeuralPosterior(linear_model, estimator="nsf")
+    config = dict(progress=False, seed=0, stop_after_epochs=20)
+    lfi.SNPE(linear_model, apt, **config).run(x=X_O, num_rounds=3, simulations_per_round=500, seed=0)
+    npe = lfi.NeuralPosterior(linear_model, estimator="nsf")
+    lfi.NPE(linear_model, npe, **config).run(1500, seed=0)
+    assert exact_c2st(apt) <= exact_c2st(npe) + 0.02
+
+
+def test_snpe_a_guide_reloads_with_its_correction(tmp_path):
+    guide = lfi.NeuralPosterior(linear_model, estimator="mdn", components=2)
+    lfi.SNPE(linear_model, guide, method="snpe-a", **FAST).run(x=X_O, num_rounds=2, simulations_per_round=400)
+    guide.save(tmp_path / "g.pt")
+    loaded = lfi.NeuralPosterior.load(tmp_path / "g.pt", linear_model)
+    theta = torch.randn(5, 2)
+    assert torch.allclose(loaded.log_prob({"theta": theta}, x=X_O), guide.log_prob({"theta": theta}, x=X_O))
+    assert math.isfinite(loaded.log_prob({"theta": theta}, x=X_O).sum().item())
