@@ -7,10 +7,10 @@ from pyro_lfi.benchmark.__main__ import main
 
 def test_benchmark_command(tmp_path, capsys):
     out = tmp_path / "results.json"
-    main(["--tasks", "two_moons", "--sequential-tasks", "two_moons", "--num-simulations", "600", "--rounds", "2",
-          "--num-draws", "500", "--no-sbi", "--json", str(out)])
+    main(["--tasks", "two_moons", "--sequential-tasks", "two_moons", "--num-simulations", "400", "--rounds", "2",
+          "--num-draws", "300", "--no-sbi", "--json", str(out)])
     table = capsys.readouterr().out
-    assert "| two_moons | pyro_lfi | 1 x 600 |" in table and "| two_moons | pyro_lfi APT | 2 x 300 |" in table
+    assert "| two_moons | pyro_lfi | 1 x 400 |" in table and "| two_moons | pyro_lfi APT | 2 x 200 |" in table
     results = json.loads(out.read_text())
     assert [(r["method"], r["rounds"]) for r in results] == [("pyro_lfi", 1), ("pyro_lfi APT", 2)]
     for r in results:

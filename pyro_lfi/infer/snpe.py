@@ -42,7 +42,7 @@ from ..simulate import seeded, simulate
 from ..simulations import Simulations
 from .loop import TrainingConfig, train_loop
 from .losses import atomic_apt_loss, mixture_apt_loss, npe_loss
-from .npe import NPE, OptimSpec, make_optimizer, training_tensors
+from .npe import OptimSpec, make_optimizer, training_tensors
 from .proposals import GuideProposal, PriorTimesMixture, TruncatedPrior
 from .validity import ValidityClassifier
 
@@ -63,7 +63,7 @@ class RoundRecord:
     num_training_rows: int
     validation_loss: float
     epochs: int
-    simulate_seconds: float
+    simulate_seconds: float  #: proposing and simulating
     train_seconds: float
 
     @property
@@ -108,7 +108,9 @@ class SNPE:
             raise ValueError(f"loss='{loss}' applies to method='apt' only; {method} has one correct loss")
         if num_atoms < 2:
             raise ValueError(f"num_atoms must be at least 2, got {num_atoms}")
-        self.npe = NPE(model, guide, optim, **config)  # checks the guide; holds the config
+        if not isinstance(guide, NeuralPosterior):
+            raise TypeError(f"SNPE needs a pyro_lfi.NeuralPosterior guide, got {type(guide).__name__}")
+        self.config = dataclasses.replace(TrainingConfig(), **config)
         self.model, self.guide, self.method, self.optim = model, guide, method, optim
         self.loss_choice, self.num_atoms, self.quantile = loss, num_atoms, quantile
         self.max_draws_per_sample = max_draws_per_sample
@@ -118,10 +120,6 @@ class SNPE:
         self.validity: ValidityClassifier | None = None
         self._observation: torch.Tensor | None = None
         self._prior: Prior | None = None
-
-    @property
-    def config(self) -> TrainingConfig:
-        return self.npe.config
 
     # -- the run ------------------------------------------------------------------------------
 
