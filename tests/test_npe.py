@@ -77,3 +77,14 @@ def test_quickstart_tutorial_runs(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "posterior draws: {'theta': (1000, 2)}" in out.stdout
     assert (tmp_path / "quickstart_pair.png").stat().st_size > 10_000
+
+
+def test_seed_fixes_initial_weights_and_training():
+    sims = lfi.simulate(linear_model, 200, seed=0, progress=False)
+    draws = []
+    for _ in range(2):
+        guide = lfi.NeuralPosterior(linear_model)
+        lfi.NPE(linear_model, guide, progress=False, seed=3, max_epochs=3).train(sims)
+        torch.manual_seed(0)
+        draws.append(guide.sample(5, x=torch.zeros(3))["theta"])
+    assert torch.equal(draws[0], draws[1])

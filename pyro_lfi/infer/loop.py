@@ -30,7 +30,8 @@ class TrainingConfig:
         for ``lr_patience`` epochs (:class:`torch.optim.lr_scheduler.ReduceLROnPlateau`; 1 disables).
     :ivar lr_patience: epochs without improvement before the learning rate decays.
     :ivar clip_grad_norm: clip the gradient's global norm to this (``None`` to disable).
-    :ivar seed: seed of the split and the batch order (``None``: from torch's global RNG).
+    :ivar seed: seed of the split, the batch order and the networks' initial weights (``None``:
+        from torch's global RNG).
     :ivar progress: show a progress bar.
     """
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import warnings
 from collections.abc import Callable
@@ -10,7 +11,7 @@ import pyro.optim
 import torch
 
 from ..guides import NeuralPosterior, _all_invalid_message
-from ..simulate import simulate
+from ..simulate import seeded, simulate
 from ..simulations import Simulations
 from .loop import TrainingConfig, TrainingHistory, train_loop
 from .losses import npe_loss
@@ -69,7 +70,8 @@ class NPE:
                 "Train them with pyro_lfi.SNPE, which uses the loss that is correct for each round"
             )
         if not self.guide.is_built:
-            self.guide.build(simulations, *args, **kwargs)
+            with _seeded_if(self.config.seed):  # the networks' initial weights
+                self.guide.build(simulations, *args, **kwargs)
         x, z, _ = training_tensors(self.guide, simulations)
         return x, z
 
@@ -139,6 +141,10 @@ class NPE:
         sims = simulate(self.model, num_simulations, *args, seed=seed, progress=self.config.progress, **kwargs)
         self.train(sims, model_args=args, model_kwargs=kwargs)
         return sims
+
+
+def _seeded_if(seed: int | None):
+    return seeded(seed) if seed is not None else contextlib.nullcontext()
 
 
 def _check_simulations(simulations) -> None:

@@ -42,7 +42,7 @@ from ..simulate import seeded, simulate
 from ..simulations import Simulations
 from .loop import TrainingConfig, train_loop
 from .losses import atomic_apt_loss, mixture_apt_loss, npe_loss
-from .npe import OptimSpec, make_optimizer, training_tensors
+from .npe import OptimSpec, _seeded_if, make_optimizer, training_tensors
 from .proposals import GuideProposal, PriorTimesMixture, TruncatedPrior
 from .validity import ValidityClassifier
 
@@ -172,7 +172,8 @@ class SNPE:
     def _start(self, args, kwargs) -> None:
         """After the first simulations: build the guide, read the observation and the prior."""
         if not self.guide.is_built:
-            self.guide.build(self.simulations, *args, **kwargs)
+            with _seeded_if(self.config.seed):  # the networks' initial weights
+                self.guide.build(self.simulations, *args, **kwargs)
         self._observation = self.guide.observation(*args, **kwargs)
         if self._observation.dim() != len(self.guide._x_shape):
             raise ValueError("sequential methods focus on one observation, not a batch")
