@@ -19,7 +19,7 @@ from pyro import poutine
 from pyro.distributions.util import sum_rightmost
 from pyro.poutine.util import prune_subsample_sites
 
-from .sites import ModelSites, SiteError, read_observation
+from .sites import ModelSites, SiteError, plate_depth, read_observation
 
 __all__ = ["Prior", "UnsupportedPriorError"]
 
@@ -28,10 +28,6 @@ _PLATE = "_lfi_prior"
 
 class UnsupportedPriorError(SiteError):
     """A method needs a prior of a form the model's prior does not have."""
-
-
-def _plate_depth(site: dict) -> int:
-    return max((-f.dim for f in site["cond_indep_stack"] if f.vectorized), default=0)
 
 
 class Prior:
@@ -50,8 +46,8 @@ class Prior:
         with poutine.block(), torch.no_grad():
             trace = prune_subsample_sites(poutine.trace(self._model).get_trace(*args, **kwargs))
         nodes = {n: s for n, s in trace.nodes.items() if s["type"] == "sample"}
-        self._nesting = max((_plate_depth(s) for s in nodes.values()), default=0)
-        self._depth = {s.name: _plate_depth(nodes[s.name]) for s in sites.latents}
+        self._nesting = max((plate_depth(s) for s in nodes.values()), default=0)
+        self._depth = {s.name: plate_depth(nodes[s.name]) for s in sites.latents}
 
     def _vectorized_trace(self, values: dict[str, torch.Tensor] | None, size: int):
         model = pyro.plate(_PLATE, size, dim=-self._nesting - 1)(self._model)
@@ -113,7 +109,7 @@ class Prior:
 
 def _site_mode(site, node: dict) -> torch.Tensor:
     """Maximizer of one site's prior density in its unconstrained space, flattened."""
-    base = node["fn"]
+    base = node["fn"]  # unwrap batch/event wrappers only (sites.unwrap_distribution also enters transforms)
     while isinstance(base, (dist.Independent, dist.ExpandedDistribution, dist.MaskedDistribution)):
         base = base.base_dist
     shape = node["value"].shape

@@ -15,7 +15,7 @@ from pyro.poutine.util import prune_subsample_sites
 from tqdm.auto import tqdm
 
 from .simulations import Simulations, Status
-from .sites import is_simulator_site
+from .sites import is_simulator_site, plate_depth
 
 __all__ = ["simulate"]
 
@@ -123,7 +123,7 @@ class _Plan:
                 data.append(name)
             else:
                 latents.append(name)
-            nesting = max(nesting, _plate_depth(site))
+            nesting = max(nesting, plate_depth(site))
         if names is not None:
             unknown = [n for n in names if n not in data]
             if unknown:
@@ -137,7 +137,7 @@ class _Plan:
                 "pyro.sample('x', pyro_lfi.Simulator(fn, theta), obs=x)"
             )
         shapes = {n: trace.nodes[n]["value"].shape for n in latents + data}
-        batch_dims = {n: _plate_depth(trace.nodes[n]) for n in latents + data}
+        batch_dims = {n: plate_depth(trace.nodes[n]) for n in latents + data}
         return cls(free, tuple(latents), tuple(data), shapes, batch_dims, nesting)
 
     def check_parameters(self, parameters: dict, num_simulations: int) -> dict[str, torch.Tensor]:
@@ -216,11 +216,6 @@ class _Plan:
         messages = np.full(size, message, dtype=object)
         messages[(codes == Status.NONFINITE).numpy()] = "non-finite simulator output"
         return Simulations(values, self.latents, self.data, codes, messages)
-
-
-def _plate_depth(site: dict) -> int:
-    """How many rightmost batch dims the site's vectorized plates span."""
-    return max((-f.dim for f in site["cond_indep_stack"] if f.vectorized), default=0)
 
 
 def _probe_trace(model, seed: int, args, kwargs, attempts: int = 10):

@@ -40,6 +40,11 @@ def unwrap_distribution(fn):
     return fn
 
 
+def plate_depth(site: dict) -> int:
+    """How many rightmost batch dims the site's vectorized plates span."""
+    return max((-f.dim for f in site["cond_indep_stack"] if f.vectorized), default=0)
+
+
 def is_simulator_site(msg: dict) -> bool:
     return msg["type"] == "sample" and isinstance(unwrap_distribution(msg["fn"]), Simulator)
 

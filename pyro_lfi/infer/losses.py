@@ -64,7 +64,7 @@ def mixture_apt_loss(guide, x: torch.Tensor, z: torch.Tensor, factor: MixtureSam
     posterior (Greenberg et al. 2019). ``factor`` is :math:`r` (``None`` for the prior itself,
     where this is :func:`npe_loss`).
     """
-    q = guide.estimate(x)
     if factor is None:
-        return -q.log_prob(z).mean()
+        return npe_loss(guide, x, z)
+    q = guide.estimate(x)
     return -(q.log_prob(z) + factor.log_prob(z) - log_mixture_overlap(q, factor)).mean()
