@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
+import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import pyro
@@ -14,8 +18,11 @@ from pyro import poutine
 from pyro.poutine.util import prune_subsample_sites
 from tqdm.auto import tqdm
 
+from .deadline import Finished, call_with_deadline
+from .executors import map_unordered, resolve_executor
 from .simulations import Simulations, Status
 from .sites import is_simulator_site, plate_depth
+from .store import SimulationStore
 
 __all__ = ["simulate"]
 
@@ -31,6 +38,10 @@ def simulate(
     observed: str | Sequence[str] | None = None,
     parameters: dict[str, torch.Tensor] | None = None,
     progress: bool = True,
+    executor=None,
+    workers: int | None = None,
+    store: str | os.PathLike | None = None,
+    timeout: float | None = None,
     **kwargs,
 ) -> Simulations:
     """Simulate ``model(*args, **kwargs)`` ``num_simulations`` times.
@@ -38,45 +49,110 @@ def simulate(
     The model runs vectorized under a :class:`pyro.plate` of ``batch_size`` rows at a time, with
     its observed sites un-conditioned, so every latent site is drawn from the prior and every
     data site from the simulator. A batch whose simulator raises is re-run row by row so that
-    only the failing rows are lost; those rows, and rows with NaN or inf outputs, are kept with
-    their parameters and marked invalid (see :class:`~pyro_lfi.simulations.Status`).
+    only the failing rows are lost; those rows, rows with NaN or inf outputs and rows that ran
+    past ``timeout`` are kept with their parameters and marked invalid (see
+    :class:`~pyro_lfi.simulations.Status` and :meth:`~pyro_lfi.Simulations.summary`).
 
-    Batch ``c`` runs under its own seed derived from ``(seed, c)``: the same seed and batch
-    size give the same simulations, and the global RNG state is left untouched.
+    Batch ``c`` (rows ``c * batch_size`` onwards) runs under its own seed derived from
+    ``(seed, c)``: the same seed and batch size give the same simulations on any executor and
+    any number of workers, and the global RNG state is left untouched.
 
     :param model: a Pyro model whose data sites are :class:`~pyro_lfi.Simulator` sites.
     :param num_simulations: number of rows.
-    :param seed: campaign seed (drawn at random and recorded if omitted).
-    :param batch_size: rows per vectorized model call.
+    :param seed: campaign seed (drawn at random and recorded if omitted; read from ``store``
+        when resuming).
+    :param batch_size: rows per vectorized model call; also the unit of work sent to a worker
+        and written to the store.
     :param observed: which observed sites to un-condition (default: all of them). Latent sites
         fixed with :func:`pyro.condition` count as observed; fix them with :func:`pyro.poutine.do`
         to keep them fixed here.
     :param parameters: fixed values of latent sites, ``[num_simulations, *site_shape]`` each
         (e.g. posterior draws for predictive simulations, or a sequential proposal); the other
         latent sites are drawn from the prior given them.
-    :param progress: show a progress bar.
+    :param progress: show a progress bar (simulations per second, failures, time left).
+    :param executor: run the batches on a :class:`concurrent.futures.Executor` (a process
+        pool, ``dask.distributed.Client.get_executor()``) or a dask ``Client``; the model is
+        shipped with cloudpickle. Default: this process.
+    :param workers: shorthand for a pool of this many local worker processes.
+    :param store: a directory; each finished batch is written there atomically as NetCDF (see
+        :mod:`pyro_lfi.store`), and calling again with the same arguments resumes: only the
+        missing batches run.
+    :param timeout: seconds one simulation may take. A batch runs in a forked child process
+        killed after ``timeout * rows``; a killed batch is re-run row by row, each row with
+        ``timeout`` seconds, and rows that still run over are marked ``Status.TIMEOUT``.
     """
     if num_simulations < 1:
         raise ValueError(f"num_simulations must be positive, got {num_simulations}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
+    if seed is None and store is not None:
+        seed = (SimulationStore.read_manifest(store) or {}).get("seed") if Path(store).is_dir() else None
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0])
     plan = _Plan.probe(model, observed, seed, args, kwargs)
     parameters = plan.check_parameters(parameters or {}, num_simulations)
-    parts = []
-    with tqdm(total=num_simulations, unit="sim", disable=not progress, desc="simulate") as bar:
-        for chunk, start in enumerate(range(0, num_simulations, batch_size)):
-            rows = slice(start, min(start + batch_size, num_simulations))
-            fixed = {n: v[rows] for n, v in parameters.items()}
-            parts.append(plan.run(rows.stop - start, _chunk_seed(seed, chunk), fixed, args, kwargs))
-            bar.update(rows.stop - start)
-            bar.set_postfix(invalid=sum(len(p) - p.num_valid for p in parts))
-    sims = Simulations.concat(parts)
+    chunks = [
+        _Chunk(c, start, min(batch_size, num_simulations - start), _chunk_seed(seed, c))
+        for c, start in enumerate(range(0, num_simulations, batch_size))
+    ]
+    disk = None if store is None else SimulationStore(
+        store, plan.manifest(seed, num_simulations, batch_size, parameters)
+    )
+    parts = {c: disk.read(c) for c in disk.completed()} if disk else {}
+    todo = [c.with_parameters(parameters) for c in chunks if c.index not in parts]
+    job = _Job(plan, args, kwargs, timeout)
+    done = sum(len(p) for p in parts.values())
+    failed = sum(len(p) - p.num_valid for p in parts.values())
+    with (
+        tqdm(total=num_simulations, initial=done, unit="sim", disable=not progress, desc="simulate") as bar,
+        resolve_executor(executor, workers) as pool,
+    ):
+        bar.set_postfix(failed=failed)
+        for chunk, sims in map_unordered(job, todo, pool):
+            sims.seed = seed
+            if disk:
+                disk.write(chunk.index, sims)
+            parts[chunk.index] = sims
+            failed += len(sims) - sims.num_valid
+            bar.set_postfix(failed=failed, refresh=False)
+            bar.update(len(sims))
+    sims = Simulations.concat([parts[c.index] for c in chunks])
     sims.seed = seed
     if sims.num_valid == 0:
         warnings.warn(f"all {len(sims)} simulations are invalid: {sims.message[0]}", stacklevel=2)
     return sims
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """One batch of a campaign: rows ``start:start + size`` under seed ``seed``."""
+
+    index: int
+    start: int
+    size: int
+    seed: int
+    fixed: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def with_parameters(self, parameters: dict[str, torch.Tensor]) -> _Chunk:
+        rows = slice(self.start, self.start + self.size)
+        return replace(self, fixed={n: v[rows] for n, v in parameters.items()})
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What a worker does with a chunk: run the model on it (under a deadline if ``timeout``)."""
+
+    plan: _Plan
+    args: tuple
+    kwargs: dict
+    timeout: float | None
+
+    def __call__(self, chunk: _Chunk) -> Simulations:
+        if self.timeout is None:
+            return self.plan.run(chunk.size, chunk.seed, chunk.fixed, self.args, self.kwargs)
+        return self.plan.run_with_deadline(chunk.size, chunk.seed, chunk.fixed, self.args, self.kwargs, self.timeout)
 
 
 _PROBE = 2**32 - 1  # spawn key of the probe run, apart from every chunk index
@@ -178,6 +254,60 @@ class _Plan:
                 )
         values = {n: self._rows(n, trace.nodes[n]["value"], size) for n in self.latents + self.data}
         return self._assemble(values, size)
+
+    def manifest(self, seed: int, num_simulations: int, batch_size: int, parameters: dict) -> dict:
+        """What identifies a campaign in a store: resuming with other values is refused."""
+        digest = hashlib.sha256()
+        for name in sorted(parameters):
+            digest.update(name.encode() + parameters[name].numpy().tobytes())
+        return {
+            "seed": seed,
+            "num_simulations": num_simulations,
+            "batch_size": batch_size,
+            "latent_sites": {n: list(self.shapes[n]) for n in self.latents},
+            "data_sites": {n: list(self.shapes[n]) for n in self.data},
+            "parameters_sha256": digest.hexdigest() if parameters else None,
+        }
+
+    def run_with_deadline(self, size: int, seed: int, fixed: dict, args, kwargs, timeout: float) -> Simulations:
+        """:meth:`run` in a child process killed after ``timeout * size`` seconds; if killed, each
+        row again in its own child with ``timeout`` seconds (rows seeded from ``(seed, row)``)."""
+        outcome = call_with_deadline(functools.partial(self.run, size, seed, fixed, args, kwargs), timeout * size)
+        if isinstance(outcome, Finished):
+            return outcome.value
+        partial = self._latents(size, seed, fixed, args, kwargs)
+        rows = []
+        for i in range(size):
+            row = functools.partial(self._seeded_row, partial, i, _chunk_seed(seed, i), args, kwargs)
+            outcome = call_with_deadline(row, timeout)
+            if isinstance(outcome, Finished):
+                rows.append(outcome.value)
+            else:
+                status = Status.TIMEOUT if outcome.timed_out else Status.EXCEPTION
+                rows.append(self._failed_row(partial, i, status, outcome.reason))
+        return Simulations.concat(rows)
+
+    def _latents(self, size: int, seed: int, fixed: dict, args, kwargs) -> dict[str, torch.Tensor]:
+        """The latent values :meth:`run` draws for a batch, without calling the simulator."""
+        given = {n: v.reshape(self._vectorized_shape(n, size)) for n, v in fixed.items()}
+        blank = {n: torch.full(self._vectorized_shape(n, size), float("nan")) for n in self.data}
+        tracer = poutine.trace(poutine.condition(self._vectorized(size), data={**given, **blank}))
+        with seeded(seed), torch.no_grad(), contextlib.suppress(Exception):
+            tracer.get_trace(*args, **kwargs)
+        nodes = tracer.msngr.trace.nodes
+        return {n: nodes[n]["value"] for n in self.latents if n in nodes}
+
+    def _seeded_row(self, partial: dict, i: int, seed: int, args, kwargs) -> Simulations:
+        with seeded(seed), torch.no_grad():
+            return self._run_row(partial, i, args, kwargs)
+
+    def _failed_row(self, partial: dict, i: int, status: Status, message: str) -> Simulations:
+        values = {
+            n: self._rows(n, partial[n][i : i + 1], 1) if n in partial
+            else torch.full((1,) + self.shapes[n], float("nan"))
+            for n in self.latents + self.data
+        }
+        return self._assemble(values, 1, status, message)
 
     def _run_row(self, partial: dict, i: int, args, kwargs) -> Simulations:
         fixed = {n: v[i : i + 1] for n, v in partial.items()}

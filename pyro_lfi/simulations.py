@@ -18,7 +18,8 @@ class Status(enum.IntEnum):
 
     OK = 0
     NONFINITE = 1  #: an output contained NaN or inf
-    EXCEPTION = 2  #: the simulator raised
+    EXCEPTION = 2  #: the simulator raised (or its process died)
+    TIMEOUT = 3  #: the simulation ran longer than ``simulate(..., timeout=)``
 
 
 @dataclass
@@ -94,8 +95,9 @@ class Simulations:
         )
 
     def summary(self) -> dict[str, int]:
-        """Counts of rows per status."""
-        return {s.name.lower(): int((self.status == s).sum()) for s in Status}
+        """Counts of rows per status: ``ok`` always, and each failure reason that occurred."""
+        counts = {s.name.lower(): int((self.status == s).sum()) for s in Status}
+        return {name: count for name, count in counts.items() if count or name == "ok"}
 
     def __repr__(self) -> str:
         shapes = ", ".join(f"{n}: {tuple(v.shape[1:])}" for n, v in self.values.items())
