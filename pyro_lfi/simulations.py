@@ -111,6 +111,8 @@ class Simulations:
         parts = list(parts)
         if not parts:
             raise ValueError("nothing to concatenate")
+        if len(parts) == 1:
+            return parts[0]
         first = parts[0]
         for p in parts[1:]:
             if set(p.values) != set(first.values) or p.latent_names != first.latent_names:
