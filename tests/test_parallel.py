@@ -70,3 +70,13 @@ def test_executor_arguments_are_checked():
         lfi.simulate(moons_model, 5, workers=0, progress=False)
     with pytest.raises(TypeError, match=r"concurrent.futures.Executor .* got str"):
         lfi.simulate(moons_model, 5, executor="dask", progress=False)
+
+
+def test_failures_and_timeouts_on_dask_workers(dask_client):
+    """Timeouts fork from a dask worker thread (dask workers are daemonic processes)."""
+    from .sim_models import treacherous_model
+
+    kwargs = dict(seed=0, batch_size=3, timeout=0.5, progress=False)
+    serial = lfi.simulate(treacherous_model, 36, **kwargs)
+    assert set(serial.summary()) == {"ok", "nonfinite", "exception", "timeout"}
+    assert_same(serial, lfi.simulate(treacherous_model, 36, executor=dask_client, **kwargs))
