@@ -14,8 +14,8 @@ from torch import nn
 from torch.distributions import Distribution
 
 from .mixtures import divide_by_gaussian
-from .nn import MLP, ConditionalDensityEstimator, Flow, MixtureDensityNetwork, Standardize
-from .simulations import Simulations
+from .nn import MLP, ConditionalDensityEstimator, Flow, MissingFeatures, MixtureDensityNetwork, Standardize
+from .simulations import Simulations, Status
 from .sites import ModelSites, ObservationError, read_observation
 
 __all__ = ["NeuralPosterior", "NotFittedError"]
@@ -26,6 +26,7 @@ class NotFittedError(RuntimeError):
 
 
 _ESTIMATORS = ("nsf", "maf", "mdn")
+_MISSING = ("drop", "impute")
 
 
 def _default_estimator(kind: str, features: int, context: int, **kwargs) -> ConditionalDensityEstimator:
@@ -59,6 +60,11 @@ class NeuralPosterior(PyroModule):
         to features ``[*batch, k]``; an :class:`~pyro_lfi.nn.MLP` by default.
     :param embedding_features: output width of the default embedding MLP.
     :param standardize: z-score observations and parameters with training-set statistics.
+    :param missing: what to do with simulations whose observed data are partly NaN or inf:
+        ``"drop"`` them, or ``"impute"``: train on them with learned values in place of the
+        missing entries and a missingness indicator (:class:`~pyro_lfi.nn.MissingFeatures`;
+        the embedding net then receives ``[*batch, 2, *x_shape]``), so that observations with
+        missing entries can be conditioned on as well.
     :param estimator_kwargs: passed to the estimator (e.g. ``transforms``, ``hidden_features``,
         ``components``).
     """
@@ -71,9 +77,12 @@ class NeuralPosterior(PyroModule):
         embedding_net: nn.Module | None = None,
         embedding_features: int = 32,
         standardize: bool = True,
+        missing: str = "drop",
         **estimator_kwargs,
     ):
         super().__init__()
+        if missing not in _MISSING:
+            raise ValueError(f"missing must be one of {_MISSING}, got {missing!r}")
         if isinstance(estimator, str) and estimator not in _ESTIMATORS:
             raise ValueError(f"unknown estimator '{estimator}'; choose one of {_ESTIMATORS} or pass a callable")
         if not isinstance(estimator, str) and not callable(estimator):
@@ -84,6 +93,8 @@ class NeuralPosterior(PyroModule):
         self.estimator_kwargs = estimator_kwargs
         self.embedding_features = embedding_features
         self.standardize = standardize
+        self.missing = missing
+        self.missing_features: MissingFeatures | None = None
         self.embedding_net = embedding_net
         self._custom_embedding = embedding_net is not None
         self.sites: ModelSites | None = None
@@ -110,7 +121,7 @@ class NeuralPosterior(PyroModule):
                 f"{list(simulations.latent_names)}: set NeuralPosterior(observed=...) to one of "
                 "the data sites"
             )
-        valid = simulations[simulations.valid]
+        valid = simulations[self.usable(simulations)]
         if len(valid) == 0:
             raise ValueError(_all_invalid_message(simulations))
         first = {n: valid.values[n][0] for n in self.observed}
@@ -122,13 +133,26 @@ class NeuralPosterior(PyroModule):
             self.estimator.fit_standardization(sites.to_unconstrained(valid.latents))
         return self
 
+    def usable(self, simulations: Simulations) -> torch.Tensor:
+        """Mask of the rows to train on: the valid ones and, with ``missing="impute"``, those
+        whose observed data are only partly non-finite."""
+        usable = simulations.valid.clone()
+        if self.missing == "impute":
+            data = torch.cat([simulations.values[n].reshape(len(simulations), -1) for n in self.observed], -1)
+            usable |= (simulations.status == Status.NONFINITE) & torch.isfinite(data).any(-1)
+        return usable
+
     def _create_networks(self, sites: ModelSites, x_shape: torch.Size) -> None:
         self.sites = sites
         self.x_standardize = Standardize(x_shape)
+        embedded_shape = x_shape
+        if self.missing == "impute":
+            self.missing_features = MissingFeatures(x_shape)
+            embedded_shape = torch.Size([2, *x_shape])
         if self.embedding_net is None:
-            self.embedding_net = MLP(x_shape, self.embedding_features)
+            self.embedding_net = MLP(embedded_shape, self.embedding_features)
         with torch.no_grad():
-            context = self.embedding_net(torch.zeros((2, *x_shape))).shape[-1]
+            context = self.embedding_net(torch.zeros((2, *embedded_shape))).shape[-1]
         spec = self.estimator_spec
         if isinstance(spec, str):
             self.estimator = _default_estimator(spec, sites.num_unconstrained, context, **self.estimator_kwargs)
@@ -150,7 +174,13 @@ class NeuralPosterior(PyroModule):
     def observation(self, *args, **kwargs) -> torch.Tensor:
         """The observation the model receives with these arguments, as one tensor."""
         sites = self._require_built()
-        return sites.flat_data(read_observation(self.model, self.observed, *args, **kwargs))
+        x = sites.flat_data(read_observation(self.model, self.observed, *args, **kwargs))
+        if self.missing_features is None and not torch.isfinite(x).all():
+            raise ObservationError(
+                f"the observation of {list(self.observed)} has NaN or inf entries; a guide built with "
+                "NeuralPosterior(..., missing='impute') can condition on missing features"
+            )
+        return x
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The estimator's context: the embedding of the standardized observation ``x``."""
@@ -158,7 +188,10 @@ class NeuralPosterior(PyroModule):
         param = next(self.estimator.parameters(), None)
         if param is not None:
             x = x.to(device=param.device, dtype=param.dtype)
-        return self.embedding_net(self.x_standardize(x))
+        x = self.x_standardize(x)
+        if self.missing_features is not None:
+            x = self.missing_features(x)
+        return self.embedding_net(x)
 
     def estimate(self, x: torch.Tensor) -> Distribution:
         r"""The estimator's own density :math:`q_\phi(z \mid x)`, before any proposal
@@ -252,6 +285,7 @@ class NeuralPosterior(PyroModule):
                 "estimator_kwargs": self.estimator_kwargs,
                 "embedding_features": self.embedding_features,
                 "standardize": self.standardize,
+                "missing": self.missing,
                 "custom_embedding": self._custom_embedding,
                 "sites": sites,
                 "x_shape": tuple(self._x_shape),
@@ -289,6 +323,7 @@ class NeuralPosterior(PyroModule):
             embedding_net,
             saved["embedding_features"],
             saved["standardize"],
+            saved.get("missing", "drop"),
             **saved["estimator_kwargs"],
         )
         guide._create_networks(saved["sites"], torch.Size(saved["x_shape"]))

@@ -131,6 +131,22 @@ def test_rounds_continue_and_stay_on_one_observation():
         snpe.run(x=torch.tensor([0.0, 0.0]), num_rounds=1, simulations_per_round=300)
 
 
+def test_rounds_simulate_on_workers_and_persist_each_round(tmp_path):
+    x_o = torch.tensor([0.1, 0.2])
+
+    def two_rounds(**simulation):
+        guide = lfi.NeuralPosterior(moons_model, estimator="nsf", transforms=1, hidden_features=(16,))
+        snpe = lfi.SNPE(moons_model, guide, method="apt", seed=0, **{**FAST, "max_epochs": 3})
+        return snpe.run(x=x_o, num_rounds=2, simulations_per_round=100, seed=3, batch_size=25, **simulation)
+
+    serial = two_rounds()
+    pooled = two_rounds(workers=2, store=tmp_path / "campaign")
+    for name in ("theta", "x"):
+        assert torch.equal(serial.values[name], pooled.values[name])
+    assert sorted(p.name for p in (tmp_path / "campaign").iterdir()) == ["round-000", "round-001"]
+    assert len(list((tmp_path / "campaign" / "round-001").glob("chunk-*.nc"))) == 4
+
+
 def test_mdn_components_start_as_copies_of_the_first():
     guide, sims = built_guide(estimator="mdn")
     mdn = guide.estimator

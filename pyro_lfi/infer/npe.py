@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import warnings
 from collections.abc import Callable
 
@@ -133,12 +134,30 @@ class NPE:
         self.history.append(history)
         return history
 
-    def run(self, num_simulations: int, *args, seed: int | None = None, **kwargs) -> Simulations:
+    def run(
+        self,
+        num_simulations: int,
+        *args,
+        seed: int | None = None,
+        batch_size: int = 10_000,
+        executor=None,
+        workers: int | None = None,
+        store: str | os.PathLike | None = None,
+        timeout: float | None = None,
+        **kwargs,
+    ) -> Simulations:
         """Simulate ``num_simulations`` rows of ``model(*args, **kwargs)`` and train on them.
+
+        ``seed``, ``batch_size``, ``executor``, ``workers``, ``store`` and ``timeout`` go to
+        :func:`~pyro_lfi.simulate` (parallel workers, a resumable campaign on disk, a time limit
+        per simulation).
 
         :returns: the simulations (so that nothing simulated is lost).
         """
-        sims = simulate(self.model, num_simulations, *args, seed=seed, progress=self.config.progress, **kwargs)
+        sims = simulate(
+            self.model, num_simulations, *args, seed=seed, batch_size=batch_size, executor=executor,
+            workers=workers, store=store, timeout=timeout, progress=self.config.progress, **kwargs,
+        )
         self.train(sims, model_args=args, model_kwargs=kwargs)
         return sims
 
@@ -150,16 +169,17 @@ def _seeded_if(seed: int | None):
 def _check_simulations(simulations) -> None:
     if not isinstance(simulations, Simulations):
         raise TypeError(f"expected pyro_lfi.Simulations, got {type(simulations).__name__}")
-    if simulations.num_valid == 0:
-        raise ValueError(_all_invalid_message(simulations))
 
 
 def training_tensors(guide: NeuralPosterior, simulations: Simulations):
-    """``(x, z, kept)``: observations and unconstrained parameters of the rows that are valid
-    and have finite ``z``, and the mask of those rows."""
+    """``(x, z, kept)``: observations and unconstrained parameters of the rows the guide can
+    train on (:meth:`~pyro_lfi.NeuralPosterior.usable`) that have finite ``z``, and the mask of
+    those rows."""
     _check_simulations(simulations)
     sites = guide.sites
-    kept = simulations.valid.clone()
+    kept = guide.usable(simulations)
+    if not kept.any():
+        raise ValueError(_all_invalid_message(simulations))
     valid = simulations[kept]
     x = sites.flat_data({n: valid.values[n] for n in guide.observed})
     z = sites.to_unconstrained(valid.latents)

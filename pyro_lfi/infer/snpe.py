@@ -28,8 +28,10 @@ compares rows with other rows' parameters, which dropping biases by :math:`1/P(\
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -124,10 +126,24 @@ class SNPE:
     # -- the run ------------------------------------------------------------------------------
 
     def run(
-        self, *args, num_rounds: int, simulations_per_round: int, seed: int | None = None, **kwargs
+        self,
+        *args,
+        num_rounds: int,
+        simulations_per_round: int,
+        seed: int | None = None,
+        batch_size: int = 10_000,
+        executor=None,
+        workers: int | None = None,
+        store: str | os.PathLike | None = None,
+        timeout: float | None = None,
+        **kwargs,
     ) -> Simulations:
         """Run ``num_rounds`` more rounds of ``simulations_per_round`` simulations each, at the
         observation the model receives with ``args``/``kwargs``; call again to continue.
+
+        ``batch_size``, ``executor``, ``workers`` and ``timeout`` go to
+        :func:`~pyro_lfi.simulate`; with ``store``, round :math:`t` is a campaign in
+        ``store/round-{t:03d}``, so an interrupted round resumes its finished batches.
 
         :returns: all simulations so far, tagged with their round (``.round``).
         """
@@ -135,11 +151,16 @@ class SNPE:
             raise ValueError("num_rounds must be positive and simulations_per_round at least 2")
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1)[0])
+        options = {"batch_size": batch_size, "executor": executor, "workers": workers, "timeout": timeout}
         for i in range(num_rounds):
-            self._round(seed, simulations_per_round, args, kwargs, final=i == num_rounds - 1)
+            round_store = None if store is None else Path(store) / f"round-{len(self.rounds):03d}"
+            self._round(
+                seed, simulations_per_round, args, kwargs, final=i == num_rounds - 1,
+                simulation={**options, "store": round_store},
+            )
         return self.simulations
 
-    def _round(self, seed: int, n: int, args, kwargs, final: bool) -> None:
+    def _round(self, seed: int, n: int, args, kwargs, final: bool, simulation: dict) -> None:
         t = len(self.rounds)
         round_seed = int(np.random.SeedSequence([seed, t]).generate_state(1)[0])
         start = time.perf_counter()
@@ -150,7 +171,8 @@ class SNPE:
                 z = proposal.sample(n)
             parameters = self.guide.sites.to_constrained(z)[0]
         sims = simulate(
-            self.model, n, *args, seed=round_seed, parameters=parameters, progress=self.config.progress, **kwargs
+            self.model, n, *args, seed=round_seed, parameters=parameters, progress=self.config.progress,
+            **simulation, **kwargs,
         )
         sims.round[:] = t
         self.simulations = sims if self.simulations is None else self.simulations + sims
@@ -266,11 +288,12 @@ class SNPE:
         with torch.no_grad():
             log_prior = self._prior.log_prob(z)
         sims = self.simulations
-        if sims.num_valid == len(sims):
+        usable = self.guide.usable(sims)
+        if usable.all():
             return log_prior
         all_z = self.guide.sites.to_unconstrained(sims.latents)
         finite = torch.isfinite(all_z).all(-1)
-        self.validity = ValidityClassifier(all_z.shape[-1]).fit(all_z[finite], sims.valid[finite], config)
+        self.validity = ValidityClassifier(all_z.shape[-1]).fit(all_z[finite], usable[finite], config)
         with torch.no_grad():
             return log_prior + self.validity.log_prob_valid(z)
 

@@ -4,7 +4,8 @@ estimators (normalizing flows and mixture density networks)."""
 from .estimator import ConditionalDensityEstimator
 from .flows import Flow
 from .mdn import MixtureDensityNetwork
+from .missing import MissingFeatures
 from .mlp import MLP
 from .standardize import Standardize
 
-__all__ = ["MLP", "ConditionalDensityEstimator", "Flow", "MixtureDensityNetwork", "Standardize"]
+__all__ = ["MLP", "ConditionalDensityEstimator", "Flow", "MissingFeatures", "MixtureDensityNetwork", "Standardize"]

@@ -23,11 +23,20 @@ class Standardize(nn.Module):
 
     @torch.no_grad()
     def fit(self, data: torch.Tensor) -> Standardize:
-        """Set the statistics from ``data`` of shape ``[n, *shape]`` (finite rows only)."""
+        """Set the statistics from ``data`` of shape ``[n, *shape]``, feature by feature over its
+        finite entries (NaN or inf entries, e.g. missing features, are left out)."""
         data = data.reshape((-1,) + tuple(self.mean.shape))
-        if len(data) >= 2:
+        if len(data) >= 2 and torch.isfinite(data).all():
             self.mean.copy_(data.mean(0))
             self.std.copy_(data.std(0).clamp_min(self.min_std))
+            return self
+        data = torch.where(torch.isfinite(data), data, torch.nan)
+        count = (~data.isnan()).sum(0)
+        mean = data.nanmean(0).nan_to_num(0.0)
+        var = ((data - mean) ** 2).nansum(0) / (count - 1).clamp_min(1)
+        fitted = count >= 2
+        self.mean.copy_(torch.where(fitted, mean, self.mean))
+        self.std.copy_(torch.where(fitted, var.sqrt().clamp_min(self.min_std), self.std))
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
