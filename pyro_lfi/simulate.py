@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import math
 import os
 import random
 import warnings
@@ -28,6 +29,10 @@ from .store import SimulationStore
 __all__ = ["simulate"]
 
 _PLATE = "_lfi_simulations"
+#: Default batches hold at most this many bytes of site values ...
+BATCH_BYTES = 32 * 2**20
+#: ... and number at least this many when they run on workers, go to a store or have a timeout.
+MIN_BATCHES = 64
 
 
 def simulate(
@@ -35,7 +40,7 @@ def simulate(
     num_simulations: int,
     *args,
     seed: int | None = None,
-    batch_size: int = 10_000,
+    batch_size: int | None = None,
     observed: str | Sequence[str] | None = None,
     parameters: dict[str, torch.Tensor] | None = None,
     progress: bool = True,
@@ -63,7 +68,12 @@ def simulate(
     :param seed: campaign seed (drawn at random and recorded if omitted; read from ``store``
         when resuming).
     :param batch_size: rows per vectorized model call; also the unit of work sent to a worker
-        and written to the store.
+        and written to the store. ``None`` (default): as many rows as hold ``BATCH_BYTES`` of
+        site values (a million rows of a few numbers run as one call, long traces in smaller
+        batches), and at most ``num_simulations / MIN_BATCHES`` when the batches run on
+        workers, go to a store or have a ``timeout``, so that they spread over the workers and
+        an interrupted campaign keeps most of its work. Pass a number when the simulator needs
+        much more memory per row than its outputs take.
     :param observed: which observed sites to un-condition (default: all of them). Latent sites
         fixed with :func:`pyro.condition` count as observed; fix them with :func:`pyro.poutine.do`
         to keep them fixed here.
@@ -84,7 +94,7 @@ def simulate(
     """
     if num_simulations < 1:
         raise ValueError(f"num_simulations must be positive, got {num_simulations}")
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     if timeout is not None and not timeout > 0:
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
@@ -94,6 +104,9 @@ def simulate(
         seed = int(np.random.SeedSequence().generate_state(1)[0])
     plan = _Plan.probe(model, observed, seed, args, kwargs)
     parameters = plan.check_parameters(parameters or {}, num_simulations)
+    if batch_size is None:
+        spread = executor is not None or workers is not None or store is not None or timeout is not None
+        batch_size = plan.default_batch_size(num_simulations, spread)
     chunks = [
         _Chunk(c, start, min(batch_size, num_simulations - start), _chunk_seed(seed, c))
         for c, start in enumerate(range(0, num_simulations, batch_size))
@@ -266,6 +279,14 @@ class _Plan:
                 )
         values = {n: self._rows(n, trace.nodes[n]["value"], size) for n in self.latents + self.data}
         return self._assemble(values, size)
+
+    def default_batch_size(self, num_simulations: int, spread: bool) -> int:
+        """Rows per batch when none is given (see :func:`simulate`)."""
+        row_bytes = sum(self.shapes[n].numel() for n in self.latents + self.data) * torch.get_default_dtype().itemsize
+        rows = max(1, BATCH_BYTES // max(1, row_bytes))
+        if spread:
+            rows = min(rows, math.ceil(num_simulations / MIN_BATCHES))
+        return min(rows, num_simulations)
 
     def manifest(self, seed: int, num_simulations: int, batch_size: int, parameters: dict) -> dict:
         """What identifies a campaign in a store: resuming with other values is refused."""

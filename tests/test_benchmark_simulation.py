@@ -7,6 +7,7 @@ def test_tiny_simulation_benchmark(capsys):
     simulation.main(["--num-simulations", "3000", "--overhead-batch-sizes", "5000", "1000", "--repeats", "1",
                      "--calls", "8", "--call-ms", "1", "--batch-size", "2", "--no-dask"])
     out = capsys.readouterr().out
+    assert "| lfi.simulate, default batch_size |" in out
     assert "| lfi.simulate, batch_size=3,000 |" in out and "| lfi.simulate, batch_size=1,000 |" in out
     assert "| process pool | 2 |" in out and "dask" not in out
 

@@ -32,6 +32,21 @@ def test_same_seed_same_simulations_and_global_rng_untouched():
     assert not torch.equal(a["x"], c["x"])
 
 
+def test_default_batch_size_follows_memory_and_spreads_over_workers(tmp_path):
+    from pyro_lfi.simulate import BATCH_BYTES, MIN_BATCHES, _Plan
+
+    plan = _Plan.probe(moons_model, None, 0, (), {})
+    row_bytes = 4 * 4  # theta and x, two float32 each
+    assert plan.default_batch_size(10**9, spread=False) == BATCH_BYTES // row_bytes
+    assert plan.default_batch_size(1000, spread=False) == 1000
+    assert plan.default_batch_size(6400, spread=True) == 6400 // MIN_BATCHES
+    # a store gets many small batches, each a file; the rows equal those of that batch size
+    stored = lfi.simulate(moons_model, 640, seed=4, store=tmp_path / "s", progress=False)
+    assert len(list((tmp_path / "s").glob("chunk-*.nc"))) == MIN_BATCHES
+    explicit = lfi.simulate(moons_model, 640, seed=4, batch_size=10, progress=False)
+    assert torch.equal(stored["x"], explicit["x"])
+
+
 def test_observed_sites_are_unconditioned():
     sims = lfi.simulate(moons_model, 50, torch.zeros(2), seed=0, progress=False)
     assert sims["x"].abs().sum(-1).min() > 0  # fresh simulations, not the observation

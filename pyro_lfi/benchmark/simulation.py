@@ -49,11 +49,12 @@ def measure_overhead(num_simulations: int, batch_sizes: list[int], repeats: int 
     torch.manual_seed(seed)
     raw = _best_time(lambda: two_moons_simulator(task.prior.sample((num_simulations,))), repeats)
     rows = [{"what": "raw simulator, one call on prior draws", "seconds": raw, "ratio": 1.0}]
-    for batch_size in sorted({min(b, num_simulations) for b in batch_sizes}, reverse=True):
+    for batch_size in [None, *sorted({min(b, num_simulations) for b in batch_sizes}, reverse=True)]:
         run = functools.partial(lfi.simulate, task.model, num_simulations, seed=seed, batch_size=batch_size,
                                 progress=False)
         seconds = _best_time(run, repeats)
-        rows.append({"what": f"lfi.simulate, batch_size={batch_size:,}", "seconds": seconds, "ratio": seconds / raw})
+        what = "lfi.simulate, default batch_size" if batch_size is None else f"lfi.simulate, batch_size={batch_size:,}"
+        rows.append({"what": what, "seconds": seconds, "ratio": seconds / raw})
     return rows
 
 

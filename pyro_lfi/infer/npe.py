@@ -139,7 +139,7 @@ class NPE:
         num_simulations: int,
         *args,
         seed: int | None = None,
-        batch_size: int = 10_000,
+        batch_size: int | None = None,
         executor=None,
         workers: int | None = None,
         store: str | os.PathLike | None = None,

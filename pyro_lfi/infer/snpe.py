@@ -131,7 +131,7 @@ class SNPE:
         num_rounds: int,
         simulations_per_round: int,
         seed: int | None = None,
-        batch_size: int = 10_000,
+        batch_size: int | None = None,
         executor=None,
         workers: int | None = None,
         store: str | os.PathLike | None = None,
