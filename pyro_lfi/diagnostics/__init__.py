@@ -1,5 +1,17 @@
-"""Diagnostics for comparing posterior samples."""
+"""Diagnostics: calibration (SBC, expected coverage, TARP) and two-sample comparison (C2ST)."""
 
 from pyro_lfi.diagnostics.c2st import c2st
+from pyro_lfi.diagnostics.coverage import CoverageResult, expected_coverage, tarp
+from pyro_lfi.diagnostics.draws import CalibrationDraws, calibration_draws
+from pyro_lfi.diagnostics.sbc import SBCResult, sbc
 
-__all__ = ["c2st"]
+__all__ = [
+    "CalibrationDraws",
+    "CoverageResult",
+    "SBCResult",
+    "c2st",
+    "calibration_draws",
+    "expected_coverage",
+    "sbc",
+    "tarp",
+]
