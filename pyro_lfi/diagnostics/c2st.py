@@ -20,7 +20,7 @@ import torch
 __all__ = ["c2st"]
 
 ArrayLike = torch.Tensor | np.ndarray
-Samples = ArrayLike | Mapping[str, ArrayLike]
+Samples = ArrayLike | Mapping[str, ArrayLike] | Any  # or arviz.InferenceData
 
 #: Cheap classifier (``classifier="fast"``): epoch cap, early-stopping patience (epochs),
 #: learning rate.
@@ -62,10 +62,29 @@ def _as_matrix(x: Samples, what: str) -> tuple[np.ndarray, list[tuple[str, tuple
     return arr.astype(np.float64, copy=False), None
 
 
+def _from_inference_data(idata: Any, what: str, var_names: list[str] | None) -> dict[str, np.ndarray]:
+    """The ``posterior`` group as ``name -> [chain * draw, ...]``."""
+    if "posterior" not in idata.groups():
+        raise ValueError(f"{what} is an InferenceData without a posterior group")
+    names = list(idata.posterior.data_vars) if var_names is None else list(var_names)
+    unknown = [n for n in names if n not in idata.posterior.data_vars]
+    if unknown:
+        raise ValueError(
+            f"variables {unknown} are not in the posterior of {what}, which has "
+            f"{list(idata.posterior.data_vars)}"
+        )
+    out = {}
+    for name in names:
+        values = idata.posterior[name].values
+        out[name] = values.reshape((-1,) + values.shape[2:])
+    return out
+
+
 def c2st(
     a: Samples,
     b: Samples,
     *,
+    var_names: list[str] | None = None,
     seed: int = 0,
     n_folds: int = 5,
     classifier: Literal["mlp", "fast"] = "mlp",
@@ -97,16 +116,27 @@ def c2st(
     :param a: samples of shape ``[n, d]`` (tensor or array), or a dict ``name -> [n, ...]``
         whose entries are flattened and concatenated in sorted-key order.
     :param b: samples in the same form as ``a`` (same ``d`` / same keys and shapes).
+
+    ``a`` and ``b`` may also be :class:`arviz.InferenceData` (or one of them, the other a dict):
+    their ``posterior`` groups are compared, chains and draws pooled, variable by variable.
+
+    :param var_names: with InferenceData, the posterior variables to compare (default: all; both
+        must then have the same variables).
     :param seed: seed of the fold split, the subsampling and the network initialization.
     :param n_folds: number of cross-validation folds (at least 2).
     :param classifier: ``"mlp"`` (sbibm's) or ``"fast"``.
     :param max_samples: if given, use at most this many randomly chosen rows of each set.
     :returns: accuracy in ``[0, 1]``; chance level is ``max(n_a, n_b) / (n_a + n_b)``.
     """
+    from arviz import InferenceData
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import KFold, cross_val_score
     from sklearn.neural_network import MLPClassifier
 
+    if isinstance(a, InferenceData):
+        a = _from_inference_data(a, "a", var_names)
+    if isinstance(b, InferenceData):
+        b = _from_inference_data(b, "b", var_names)
     if isinstance(a, Mapping) != isinstance(b, Mapping):
         raise TypeError("a and b must both be dicts or both be arrays/tensors")
     x_a, layout_a = _as_matrix(a, "a")
