@@ -5,7 +5,7 @@ Write the simulator as the data site of an ordinary Pyro model (:class:`Simulato
 :class:`NPE`) and export the posterior to ArviZ (:func:`to_inference_data`).
 """
 
-from . import nn
+from . import baselines, diagnostics, nn
 from .arviz import to_inference_data
 from .guides import NeuralPosterior, NotFittedError
 from .infer import NPE, SNPE, ProposalError, RoundRecord, TrainingConfig, TrainingHistory
@@ -37,6 +37,8 @@ __all__ = [
     "TrainingConfig",
     "TrainingHistory",
     "UnsupportedPriorError",
+    "baselines",
+    "diagnostics",
     "nn",
     "simulate",
     "to_inference_data",
