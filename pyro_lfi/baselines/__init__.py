@@ -2,5 +2,6 @@
 
 from pyro_lfi.baselines.mcmc import mcmc
 from pyro_lfi.baselines.tractable import TractableMessenger, tractable
+from pyro_lfi.baselines.vi import AmortizedVI, amortized_vi
 
-__all__ = ["TractableMessenger", "mcmc", "tractable"]
+__all__ = ["AmortizedVI", "TractableMessenger", "amortized_vi", "mcmc", "tractable"]
