@@ -7,6 +7,7 @@ Write the simulator as the data site of an ordinary Pyro model (:class:`Simulato
 
 from . import baselines, diagnostics, nn
 from .arviz import to_inference_data
+from .compare import Comparison, compare
 from .guides import NeuralPosterior, NotFittedError
 from .infer import NPE, SNPE, ProposalError, RoundRecord, TrainingConfig, TrainingHistory
 from .mixtures import GaussianDivisionError
@@ -21,6 +22,7 @@ __version__ = "0.1.0"
 __all__ = [
     "NPE",
     "SNPE",
+    "Comparison",
     "GaussianDivisionError",
     "NeuralPosterior",
     "NotFittedError",
@@ -38,6 +40,7 @@ __all__ = [
     "TrainingHistory",
     "UnsupportedPriorError",
     "baselines",
+    "compare",
     "diagnostics",
     "nn",
     "simulate",

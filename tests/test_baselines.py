@@ -10,9 +10,8 @@ from pyro_lfi.baselines import amortized_vi, mcmc, tractable
 from pyro_lfi.diagnostics import c2st
 
 from .models import NOISE, A, linear_model, linear_posterior
-from .trained_guides import linear_guide  # noqa: F401 (a fixture)
+from .trained_guides import X_O, linear_guide, linear_nuts  # noqa: F401 (fixtures)
 
-X_O = torch.tensor([0.8, -0.6, 0.3])
 LINEAR = {"x": lambda theta: dist.Normal(theta @ A.T, NOISE).to_event(1)}
 
 
@@ -20,9 +19,9 @@ def _theta(idata) -> torch.Tensor:
     return torch.as_tensor(idata.posterior["theta"].values.reshape(-1, 2), dtype=torch.float32)
 
 
-@pytest.fixture(scope="module")
-def nuts_linear():
-    return mcmc(linear_model, x=X_O, likelihood=LINEAR, num_samples=600, warmup_steps=200, seed=0)
+@pytest.fixture
+def nuts_linear(linear_nuts):  # noqa: F811
+    return linear_nuts
 
 
 def test_mcmc_matches_analytic_linear_posterior(nuts_linear):

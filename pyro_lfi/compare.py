@@ -1,0 +1,171 @@
+"""Side-by-side comparison of posteriors (NPE, NUTS, VI, ...) as ArviZ InferenceData."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import arviz as az
+import numpy as np
+import pandas as pd
+
+from .diagnostics.c2st import c2st
+
+__all__ = ["Comparison", "compare"]
+
+#: Posterior attributes read as a method's wall time (seconds), in this order.
+TIME_ATTRS = ("sampling_time", "training_time")
+
+
+@dataclass
+class Comparison:
+    """The posteriors being compared, and the table :func:`compare` computed.
+
+    :ivar posteriors: method name -> InferenceData.
+    :ivar reference: the reference method's name.
+    :ivar var_names: the posterior variables compared.
+    :ivar table: one row per method (see :func:`compare`).
+    """
+
+    posteriors: dict[str, az.InferenceData]
+    reference: str
+    var_names: list[str]
+    table: pd.DataFrame
+
+    def plot_pair(self, num_draws: int = 1000, seed: int = 0):
+        """Overlaid pair plot (ArviZ scatter plus marginal densities), one colour per method,
+        ``num_draws`` random draws of each. Returns the matplotlib figure."""
+        rng = np.random.default_rng(seed)
+        axes = None
+        for i, (name, idata) in enumerate(self.posteriors.items()):
+            posterior = az.extract(idata, var_names=self.var_names, keep_dataset=True)
+            n = posterior.sizes["sample"]
+            posterior = posterior.isel(sample=np.sort(rng.choice(n, min(n, num_draws), replace=False)))
+            data = az.from_dict(
+                posterior={v: posterior[v].transpose("sample", ...).values[None] for v in self.var_names}
+            )
+            axes = az.plot_pair(
+                data,
+                var_names=self.var_names,
+                kind="scatter",
+                marginals=True,
+                ax=axes,
+                scatter_kwargs={"color": f"C{i}", "alpha": 0.25, "label": name},
+                marginal_kwargs={"color": f"C{i}"},
+                textsize=9,
+            )
+        grid = np.atleast_2d(axes)
+        fig = grid.flat[0].figure
+        fig.legend(handles=[_legend_handle(f"C{i}", n) for i, n in enumerate(self.posteriors)], loc="upper right")
+        return fig
+
+    def plot_forest(self, hdi_prob: float = 0.94):
+        """ArviZ forest plot of every method's credible intervals side by side. Returns the
+        matplotlib figure."""
+        axes = az.plot_forest(
+            list(self.posteriors.values()),
+            model_names=list(self.posteriors),
+            var_names=self.var_names,
+            combined=True,
+            hdi_prob=hdi_prob,
+        )
+        fig = np.atleast_1d(axes).flat[0].figure
+        fig.tight_layout()
+        return fig
+
+
+def _legend_handle(color: str, label: str):
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], color=color, marker="o", linestyle="", label=label)
+
+
+def _flat(idata: az.InferenceData, var_names: Sequence[str]) -> np.ndarray:
+    """Posterior draws as ``[chain * draw, d]``, variables flattened in order."""
+    parts = []
+    for v in var_names:
+        values = idata.posterior[v].values
+        parts.append(values.reshape(values.shape[0] * values.shape[1], -1))
+    return np.concatenate(parts, axis=1)
+
+
+def _wall_time(name: str, idata: az.InferenceData, wall_time: Mapping[str, float] | None) -> float:
+    if wall_time is not None and name in wall_time:
+        return float(wall_time[name])
+    attrs = idata.posterior.attrs
+    return next((float(attrs[a]) for a in TIME_ATTRS if a in attrs), float("nan"))
+
+
+def _min_ess(idata: az.InferenceData, var_names: Sequence[str]) -> float:
+    ess = az.ess(idata, var_names=list(var_names))
+    return float(min(ess[v].values.min() for v in var_names))
+
+
+def compare(
+    posteriors: Mapping[str, az.InferenceData],
+    reference: str,
+    *,
+    var_names: Sequence[str] | None = None,
+    wall_time: Mapping[str, float] | None = None,
+    classifier: str = "mlp",
+    max_samples: int | None = None,
+    seed: int = 0,
+) -> Comparison:
+    r"""Compare posteriors of the same model and observation with a reference one.
+
+    The table has one row per method (the reference first) and the columns
+
+    * ``c2st``: classifier two-sample accuracy against the reference (:func:`~pyro_lfi.diagnostics.c2st`,
+      on the same number of draws from each, so 0.5 is chance; NaN for the reference itself);
+    * ``mean_error``: :math:`\max_k |\bar\theta_k - \bar\theta^{\mathrm{ref}}_k| / s^{\mathrm{ref}}_k`
+      over the flattened elements, in reference posterior standard deviations;
+    * ``sd_error``: :math:`\max_k |s_k / s^{\mathrm{ref}}_k - 1|`;
+    * ``ess``: the smallest bulk effective sample size over the elements (:func:`arviz.ess`);
+    * ``wall_time``: from ``wall_time[name]``, else the posterior's ``sampling_time`` or
+      ``training_time`` attribute (as :func:`~pyro_lfi.baselines.mcmc` and
+      :func:`~pyro_lfi.baselines.amortized_vi` record them), else NaN.
+
+    :param posteriors: method name -> :class:`arviz.InferenceData` with a posterior group.
+    :param reference: the name of the reference method (a key of ``posteriors``).
+    :param var_names: variables to compare (default: those all posteriors share).
+    :param classifier: C2ST classifier, ``"mlp"`` (sbibm's) or ``"fast"``.
+    :param max_samples: at most this many draws per method enter the C2ST (default: the
+        smallest number any method has).
+    :returns: a :class:`Comparison` (``.table``, ``.plot_pair()``, ``.plot_forest()``).
+    """
+    posteriors = dict(posteriors)
+    if reference not in posteriors:
+        raise KeyError(f"reference {reference!r} is not one of the posteriors {list(posteriors)}")
+    for name, idata in posteriors.items():
+        if not isinstance(idata, az.InferenceData) or "posterior" not in idata.groups():
+            raise TypeError(f"posteriors[{name!r}] must be an InferenceData with a posterior group")
+    if var_names is None:
+        shared = set.intersection(*(set(i.posterior.data_vars) for i in posteriors.values()))
+        var_names = [v for v in posteriors[reference].posterior.data_vars if v in shared]
+        if not var_names:
+            raise ValueError("the posteriors share no variables; pass var_names=")
+    var_names = list(var_names)
+    ordered = {reference: posteriors[reference], **posteriors}
+    draws = {name: _flat(idata, var_names) for name, idata in ordered.items()}
+    ref = draws[reference]
+    ref_mean, ref_sd = ref.mean(0), ref.std(0, ddof=1)
+    n_c2st = max_samples or min(len(d) for d in draws.values())
+    rows = []
+    for name, idata in ordered.items():
+        x = draws[name]
+        accuracy = float("nan")
+        if name != reference:
+            accuracy = c2st(x, ref, seed=seed, classifier=classifier, max_samples=n_c2st)
+        rows.append(
+            {
+                "method": name,
+                "c2st": accuracy,
+                "mean_error": float(np.max(np.abs(x.mean(0) - ref_mean) / ref_sd)),
+                "sd_error": float(np.max(np.abs(x.std(0, ddof=1) / ref_sd - 1))),
+                "ess": _min_ess(idata, var_names),
+                "num_draws": len(x),
+                "wall_time": _wall_time(name, idata, wall_time),
+            }
+        )
+    table = pd.DataFrame(rows).set_index("method")
+    return Comparison(ordered, reference, var_names, table)
