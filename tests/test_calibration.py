@@ -108,3 +108,21 @@ def test_bad_arguments(guide):
         expected_coverage(guide, linear_model, num_simulations=10, levels=[0.5, 1.5])
     with pytest.raises(lfi.NotFittedError):
         sbc(lfi.NeuralPosterior(linear_model), linear_model, num_simulations=10)
+
+
+def test_sbc_and_coverage_on_several_sites_of_different_supports():
+    from .models import multi_model
+
+    sims = lfi.simulate(multi_model, 200, seed=0, progress=False)
+    untrained = lfi.NeuralPosterior(multi_model).build(sims)  # shapes only: calibration is not the point
+    result = sbc(untrained, multi_model, num_simulations=100, num_posterior_samples=20, seed=0)
+    assert {n: r.shape for n, r in result.ranks.items()} == {"scale": (100,), "u": (100, 2), "v": (100, 3)}
+    assert {n: p.shape for n, p in result.pvalues.items()} == {"scale": (), "u": (2,), "v": (3,)}
+    fig = result.plot()
+    assert [ax.get_title() for ax in fig.axes if ax.get_visible()] == [
+        "scale", "u[0]", "u[1]", "v[0]", "v[1]", "v[2]"
+    ]
+    plt.close(fig)
+    coverage = expected_coverage(untrained, multi_model, num_simulations=50, num_posterior_samples=20, seed=0)
+    assert np.all((coverage.credibility >= 0) & (coverage.credibility <= 1))
+    assert np.all(np.diff(coverage.coverage) >= 0)  # coverage grows with the credible level
