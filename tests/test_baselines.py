@@ -1,5 +1,8 @@
 """Baselines on tractable versions of simulator models: NUTS (and amortized VI) against exact posteriors."""
 
+import functools
+import pickle
+
 import pyro
 import pyro.distributions as dist
 import pytest
@@ -67,6 +70,12 @@ def test_tractable_errors_and_untouched_model():
         pyro.poutine.trace(tractable(plated_model, {"x": lambda mu: dist.Normal(mu, 1.0).expand([3])})).get_trace()
     with pytest.raises(lfi.SiteError, match=r"event shape \(\), which do not fit the value of shape \(3,\)"):
         pyro.poutine.trace(tractable(linear_model, {"x": lambda t: dist.Normal(0.0, 1.0)})).get_trace(x=X_O)
+    with pytest.raises(TypeError, match="likelihood must be a dict"):
+        tractable(linear_model, LINEAR["x"])
+    # picklable (multi-process chains) when the model and the factories are
+    restored = pickle.loads(pickle.dumps(tractable(plated_model, {"x": functools.partial(dist.Normal, scale=1.0)})))
+    trace = pyro.poutine.trace(restored).get_trace(x=torch.zeros(8))
+    assert isinstance(trace.nodes["x"]["fn"], dist.Normal) and trace.nodes["x"]["fn"].batch_shape == (8,)
     with pytest.raises(lfi.SimulatorLikelihoodError):  # the original model still cannot score
         mcmc(linear_model, x=X_O, num_samples=5, warmup_steps=5)
 

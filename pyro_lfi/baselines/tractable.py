@@ -16,7 +16,7 @@ from pyro.poutine.messenger import Messenger
 
 from ..sites import SiteError, is_simulator_site, unwrap_distribution
 
-__all__ = ["TractableMessenger", "tractable"]
+__all__ = ["TractableMessenger", "TractableModel", "tractable"]
 
 Likelihood = Mapping[str, Callable[..., Distribution]]
 
@@ -71,13 +71,20 @@ class TractableMessenger(Messenger):
         msg["fn"] = fn
 
 
-def tractable(model: Callable, likelihood: Likelihood) -> Callable:
+class TractableModel:
+    """``model`` run under :class:`TractableMessenger` (a picklable callable, so that
+    multi-process MCMC chains can ship it when ``model`` and the factories pickle)."""
+
+    def __init__(self, model: Callable, likelihood: Likelihood):
+        TractableMessenger(likelihood)  # validate early
+        self.model, self.likelihood = model, dict(likelihood)
+
+    def __call__(self, *args, **kwargs):
+        with TractableMessenger(self.likelihood):
+            return self.model(*args, **kwargs)
+
+
+def tractable(model: Callable, likelihood: Likelihood) -> TractableModel:
     """``model`` with its Simulator sites replaced by the tractable ``likelihood``; a model that
     Pyro's likelihood-based inference (NUTS, SVI) can run on."""
-    messenger = TractableMessenger(likelihood)
-
-    def tractable_model(*args, **kwargs):
-        with messenger:
-            return model(*args, **kwargs)
-
-    return tractable_model
+    return TractableModel(model, likelihood)
