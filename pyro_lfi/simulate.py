@@ -1,38 +1,25 @@
-"""Running a model forward: parameters from the prior, data from the simulator, in batches."""
+"""A simulation campaign: the model run forward in batches, each under a seed derived from the
+campaign seed, here or on workers, optionally streamed to a resumable store."""
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import hashlib
-import math
 import os
-import random
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import pyro
 import torch
-from pyro import poutine
-from pyro.poutine.util import prune_subsample_sites
 from tqdm.auto import tqdm
 
-from .deadline import Finished, call_with_deadline
+from .batch_plan import BatchPlan
 from .executors import map_unordered, resolve_executor
-from .simulations import Simulations, Status
-from .sites import is_simulator_site, plate_depth
+from .seeding import derived_seed
+from .simulations import Simulations
 from .store import SimulationStore
 
 __all__ = ["simulate"]
-
-_PLATE = "_lfi_simulations"
-#: Default batches hold at most this many bytes of site values ...
-BATCH_BYTES = 32 * 2**20
-#: ... and number at least this many when they run on workers, go to a store or have a timeout.
-MIN_BATCHES = 64
 
 
 def simulate(
@@ -68,9 +55,9 @@ def simulate(
     :param seed: campaign seed (drawn at random and recorded if omitted; read from ``store``
         when resuming).
     :param batch_size: rows per vectorized model call; also the unit of work sent to a worker
-        and written to the store. ``None`` (default): as many rows as hold ``BATCH_BYTES`` of
+        and written to the store. ``None`` (default): as many rows as hold :data:`~pyro_lfi.batch_plan.BATCH_BYTES` of
         site values (a million rows of a few numbers run as one call, long traces in smaller
-        batches), and at most ``num_simulations / MIN_BATCHES`` when the batches run on
+        batches), and at most ``num_simulations /`` :data:`~pyro_lfi.batch_plan.MIN_BATCHES` when the batches run on
         workers, go to a store or have a ``timeout``, so that they spread over the workers and
         an interrupted campaign keeps most of its work. Pass a number when the simulator needs
         much more memory per row than its outputs take.
@@ -102,13 +89,13 @@ def simulate(
         seed = (SimulationStore.read_manifest(store) or {}).get("seed") if Path(store).is_dir() else None
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0])
-    plan = _Plan.probe(model, observed, seed, args, kwargs)
+    plan = BatchPlan.probe(model, observed, seed, args, kwargs)
     parameters = plan.check_parameters(parameters or {}, num_simulations)
     if batch_size is None:
         spread = executor is not None or workers is not None or store is not None or timeout is not None
         batch_size = plan.default_batch_size(num_simulations, spread)
     chunks = [
-        _Chunk(c, start, min(batch_size, num_simulations - start), _chunk_seed(seed, c))
+        _Chunk(c, start, min(batch_size, num_simulations - start), derived_seed(seed, c))
         for c, start in enumerate(range(0, num_simulations, batch_size))
     ]
     disk = None if store is None else SimulationStore(
@@ -158,7 +145,7 @@ class _Chunk:
 class _Job:
     """What a worker does with a chunk: run the model on it (under a deadline if ``timeout``)."""
 
-    plan: _Plan
+    plan: BatchPlan
     args: tuple
     kwargs: dict
     timeout: float | None
@@ -167,242 +154,3 @@ class _Job:
         if self.timeout is None:
             return self.plan.run(chunk.size, chunk.seed, chunk.fixed, self.args, self.kwargs)
         return self.plan.run_with_deadline(chunk.size, chunk.seed, chunk.fixed, self.args, self.kwargs, self.timeout)
-
-
-_PROBE = 2**32 - 1  # spawn key of the probe run, apart from every chunk index
-
-
-def _chunk_seed(seed: int, chunk: int) -> int:
-    """Seed of one batch, derived from the campaign seed and the batch index."""
-    return int(np.random.SeedSequence([seed, chunk]).generate_state(1)[0])
-
-
-@contextlib.contextmanager
-def seeded(seed: int):
-    """Seed torch, numpy and random inside the block; restore the previous state after."""
-    state = pyro.util.get_rng_state()
-    _seed_all(seed)
-    try:
-        yield
-    finally:
-        pyro.util.set_rng_state(state)
-
-
-def _seed_all(seed: int) -> None:
-    """:func:`pyro.set_rng_seed` without its per-call cost on CPU-only machines: torch's
-    ``manual_seed`` formats a stack trace for each lazily seeded accelerator (~1 ms a call)."""
-    if torch.cuda.is_available():
-        torch.manual_seed(seed)
-    else:
-        torch.default_generator.manual_seed(seed)
-    random.seed(seed)
-    np.random.seed(seed)
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """What one run of the model looks like: which sites to record, their shapes, plate depth."""
-
-    model: object
-    latents: tuple[str, ...]
-    data: tuple[str, ...]
-    shapes: dict[str, torch.Size]
-    batch_dims: dict[str, int]
-    max_plate_nesting: int
-
-    @classmethod
-    def probe(cls, model, observed, seed: int, args, kwargs) -> _Plan:
-        """Run the model once, un-vectorized, to read its sites."""
-        names = [observed] if isinstance(observed, str) else observed
-        free = poutine.uncondition(model) if names is None else _uncondition(model, names)
-        trace = prune_subsample_sites(_probe_trace(free, seed, args, kwargs))
-        latents, data, nesting = [], [], 0
-        for name, site in trace.nodes.items():
-            if site["type"] != "sample" or site["is_observed"] or site["infer"].get("is_auxiliary"):
-                continue
-            if site["infer"].get("was_observed") or is_simulator_site(site):
-                data.append(name)
-            else:
-                latents.append(name)
-            nesting = max(nesting, plate_depth(site))
-        if names is not None:
-            unknown = [n for n in names if n not in data]
-            if unknown:
-                raise ValueError(
-                    f"observed site(s) {unknown} are not data sites of the model; "
-                    f"its data sites are {data}, its latent sites {latents}"
-                )
-        if not data:
-            raise ValueError(
-                "the model has no data site: give the simulator output a site, "
-                "pyro.sample('x', pyro_lfi.Simulator(fn, theta), obs=x)"
-            )
-        shapes = {n: trace.nodes[n]["value"].shape for n in latents + data}
-        batch_dims = {n: plate_depth(trace.nodes[n]) for n in latents + data}
-        return cls(free, tuple(latents), tuple(data), shapes, batch_dims, nesting)
-
-    def check_parameters(self, parameters: dict, num_simulations: int) -> dict[str, torch.Tensor]:
-        """Validate fixed latent values ``[num_simulations, *site_shape]``."""
-        checked = {}
-        for name, value in parameters.items():
-            if name not in self.latents:
-                raise ValueError(f"'{name}' is not a latent site of the model; latent sites: {self.latents}")
-            value = torch.as_tensor(value, dtype=torch.get_default_dtype())
-            expected = (num_simulations,) + tuple(self.shapes[name])
-            if tuple(value.shape) != expected:
-                raise ValueError(
-                    f"parameters['{name}'] has shape {tuple(value.shape)}; expected {expected} "
-                    f"(one row per simulation of the site's shape {tuple(self.shapes[name])})"
-                )
-            checked[name] = value
-        return checked
-
-    def _vectorized_shape(self, name: str, size: int) -> tuple[int, ...]:
-        """Shape of site ``name`` under the simulation plate: rows, broadcast dims, own shape."""
-        pad = self.max_plate_nesting - self.batch_dims[name]
-        return (size,) + (1,) * pad + tuple(self.shapes[name])
-
-    def _vectorized(self, size: int):
-        return pyro.plate(_PLATE, size, dim=-self.max_plate_nesting - 1)(self.model)
-
-    def run(self, size: int, seed: int, fixed: dict, args, kwargs) -> Simulations:
-        fixed = {n: v.reshape(self._vectorized_shape(n, size)) for n, v in fixed.items()}
-        tracer = poutine.trace(poutine.condition(self._vectorized(size), data=fixed))
-        with seeded(seed), torch.no_grad():
-            try:
-                trace = tracer.get_trace(*args, **kwargs)
-            except Exception:  # isolate the failing rows
-                partial = {n: tracer.msngr.trace.nodes[n]["value"] for n in self.latents
-                           if n in tracer.msngr.trace.nodes}
-                return Simulations.concat(
-                    [self._run_row(partial, i, args, kwargs) for i in range(size)]
-                )
-        values = {n: self._rows(n, trace.nodes[n]["value"], size) for n in self.latents + self.data}
-        return self._assemble(values, size)
-
-    def default_batch_size(self, num_simulations: int, spread: bool) -> int:
-        """Rows per batch when none is given (see :func:`simulate`)."""
-        row_bytes = sum(self.shapes[n].numel() for n in self.latents + self.data) * torch.get_default_dtype().itemsize
-        rows = max(1, BATCH_BYTES // max(1, row_bytes))
-        if spread:
-            rows = min(rows, math.ceil(num_simulations / MIN_BATCHES))
-        return min(rows, num_simulations)
-
-    def manifest(self, seed: int, num_simulations: int, batch_size: int, parameters: dict) -> dict:
-        """What identifies a campaign in a store: resuming with other values is refused."""
-        digest = hashlib.sha256()
-        for name in sorted(parameters):
-            digest.update(name.encode() + parameters[name].numpy().tobytes())
-        return {
-            "seed": seed,
-            "num_simulations": num_simulations,
-            "batch_size": batch_size,
-            "latent_sites": {n: list(self.shapes[n]) for n in self.latents},
-            "data_sites": {n: list(self.shapes[n]) for n in self.data},
-            "parameters_sha256": digest.hexdigest() if parameters else None,
-        }
-
-    def run_with_deadline(self, size: int, seed: int, fixed: dict, args, kwargs, timeout: float) -> Simulations:
-        """:meth:`run` in a child process killed after ``timeout * size`` seconds; if killed, each
-        row again in its own child with ``timeout`` seconds (rows seeded from ``(seed, row)``)."""
-        outcome = call_with_deadline(functools.partial(self.run, size, seed, fixed, args, kwargs), timeout * size)
-        if isinstance(outcome, Finished):
-            return outcome.value
-        partial = self._latents(size, seed, fixed, args, kwargs)
-        rows = []
-        for i in range(size):
-            row = functools.partial(self._seeded_row, partial, i, _chunk_seed(seed, i), args, kwargs)
-            outcome = call_with_deadline(row, timeout)
-            if isinstance(outcome, Finished):
-                rows.append(outcome.value)
-            else:
-                status = Status.TIMEOUT if outcome.timed_out else Status.EXCEPTION
-                rows.append(self._failed_row(partial, i, status, outcome.reason))
-        return Simulations.concat(rows)
-
-    def _latents(self, size: int, seed: int, fixed: dict, args, kwargs) -> dict[str, torch.Tensor]:
-        """The latent values :meth:`run` draws for a batch, without calling the simulator."""
-        given = {n: v.reshape(self._vectorized_shape(n, size)) for n, v in fixed.items()}
-        blank = {n: torch.full(self._vectorized_shape(n, size), float("nan")) for n in self.data}
-        tracer = poutine.trace(poutine.condition(self._vectorized(size), data={**given, **blank}))
-        with seeded(seed), torch.no_grad(), contextlib.suppress(Exception):
-            tracer.get_trace(*args, **kwargs)
-        nodes = tracer.msngr.trace.nodes
-        return {n: nodes[n]["value"] for n in self.latents if n in nodes}
-
-    def _seeded_row(self, partial: dict, i: int, seed: int, args, kwargs) -> Simulations:
-        with seeded(seed), torch.no_grad():
-            return self._run_row(partial, i, args, kwargs)
-
-    def _failed_row(self, partial: dict, i: int, status: Status, message: str) -> Simulations:
-        values = {
-            n: self._rows(n, partial[n][i : i + 1], 1) if n in partial
-            else torch.full((1,) + self.shapes[n], float("nan"))
-            for n in self.latents + self.data
-        }
-        return self._assemble(values, 1, status, message)
-
-    def _run_row(self, partial: dict, i: int, args, kwargs) -> Simulations:
-        fixed = {n: v[i : i + 1] for n, v in partial.items()}
-        tracer = poutine.trace(poutine.condition(self._vectorized(1), data=fixed))
-        try:
-            trace = tracer.get_trace(*args, **kwargs)
-        except Exception as err:
-            nodes = tracer.msngr.trace.nodes
-            values = {
-                n: self._rows(n, nodes[n]["value"], 1) if n in nodes and n not in self.data
-                else torch.full((1,) + self.shapes[n], float("nan"))
-                for n in self.latents + self.data
-            }
-            message = f"{type(err).__name__}: {err}"
-            return self._assemble(values, 1, Status.EXCEPTION, message)
-        return self._assemble({n: self._rows(n, trace.nodes[n]["value"], 1)
-                               for n in self.latents + self.data}, 1)
-
-    def _rows(self, name: str, value: torch.Tensor, size: int) -> torch.Tensor:
-        shape = (size,) + self.shapes[name]
-        if value.numel() != torch.Size(shape).numel():
-            raise ValueError(
-                f"site '{name}' has shape {tuple(value.shape)} when simulated {size} at a time, but "
-                f"shape {tuple(self.shapes[name])} alone: its distribution must broadcast over "
-                "pyro.plate batch dims (declare per-simulation dims with .to_event)"
-            )
-        return value.reshape(shape).to(torch.get_default_dtype())
-
-    def _assemble(self, values: dict, size: int, status: Status = Status.OK, message: str = "") -> Simulations:
-        codes = torch.full((size,), int(status), dtype=torch.long)
-        messages = np.broadcast_to(np.array([message], dtype=object), (size,)).copy()
-        # a finite sum means every entry is finite (NaN and inf propagate): one cheap pass when all is well
-        suspects = [v for v in values.values() if not torch.isfinite(v.sum())] if status == Status.OK else []
-        if suspects:
-            finite = torch.ones(size, dtype=torch.bool)
-            for v in suspects:
-                finite &= torch.isfinite(v.reshape(size, -1)).all(-1)
-            codes[~finite] = int(Status.NONFINITE)
-            messages[(~finite).numpy()] = "non-finite simulator output"
-        return Simulations(values, self.latents, self.data, codes, messages)
-
-
-def _probe_trace(model, seed: int, args, kwargs, attempts: int = 10):
-    """One un-vectorized run of ``model``; retried at other seeds if the simulator raises."""
-    for attempt in range(attempts):
-        with seeded(_chunk_seed(seed, _PROBE - attempt)), torch.no_grad():
-            try:
-                return poutine.trace(model).get_trace(*args, **kwargs)
-            except Exception as err:
-                error = err
-    raise RuntimeError(
-        f"the model raised in each of {attempts} trial runs, so no simulation can succeed; last error: "
-        f"{type(error).__name__}: {error}"
-    ) from error
-
-
-def _uncondition(model, names: Sequence[str]):
-    """``poutine.uncondition`` restricted to the sites ``names``."""
-
-    class _Selective(poutine.uncondition_messenger.UnconditionMessenger):
-        def _pyro_sample(self, msg):
-            if msg["name"] in names:
-                super()._pyro_sample(msg)
-
-    return _Selective()(model)

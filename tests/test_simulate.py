@@ -33,9 +33,9 @@ def test_same_seed_same_simulations_and_global_rng_untouched():
 
 
 def test_default_batch_size_follows_memory_and_spreads_over_workers(tmp_path):
-    from pyro_lfi.simulate import BATCH_BYTES, MIN_BATCHES, _Plan
+    from pyro_lfi.batch_plan import BATCH_BYTES, MIN_BATCHES, BatchPlan
 
-    plan = _Plan.probe(moons_model, None, 0, (), {})
+    plan = BatchPlan.probe(moons_model, None, 0, (), {})
     row_bytes = 4 * 4  # theta and x, two float32 each
     assert plan.default_batch_size(10**9, spread=False) == BATCH_BYTES // row_bytes
     assert plan.default_batch_size(1000, spread=False) == 1000

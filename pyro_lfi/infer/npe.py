@@ -12,7 +12,8 @@ import pyro.optim
 import torch
 
 from ..guides import NeuralPosterior, _all_invalid_message
-from ..simulate import seeded, simulate
+from ..seeding import seeded
+from ..simulate import simulate
 from ..simulations import Simulations
 from .loop import TrainingConfig, TrainingHistory, train_loop
 from .losses import npe_loss

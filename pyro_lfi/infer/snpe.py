@@ -40,7 +40,8 @@ from ..guides import NeuralPosterior
 from ..mixtures import as_mixture, is_gaussian_mixture, moment_matched_gaussian
 from ..nn import MixtureDensityNetwork
 from ..prior import Prior
-from ..simulate import seeded, simulate
+from ..seeding import seeded
+from ..simulate import simulate
 from ..simulations import Simulations
 from .loop import TrainingConfig, train_loop
 from .losses import atomic_apt_loss, mixture_apt_loss, npe_loss
