@@ -54,8 +54,9 @@ def plated_model(x=None, n=8):
 
 def test_mcmc_on_plated_simulator_site_conjugate_posterior():
     x = torch.linspace(0.5, 2.0, 8)
-    idata = mcmc(plated_model, x=x, likelihood={"x": lambda mu: dist.Normal(mu, 1.0)},
-                 num_samples=500, warmup_steps=200, seed=1)
+    idata = mcmc(
+        plated_model, x=x, likelihood={"x": lambda mu: dist.Normal(mu, 1.0)}, num_samples=500, warmup_steps=200, seed=1
+    )
     precision = 1 / 2.0**2 + 8
     mean, sd = x.sum() / precision, precision**-0.5
     draws = torch.as_tensor(idata.posterior["mu"].values.ravel())
@@ -114,3 +115,17 @@ def test_amortized_vi_needs_the_observation_as_keyword():
     sims = lfi.simulate(conditioned, 20, seed=0, progress=False)
     with pytest.raises(lfi.SiteError, match=r"takes no argument \[.x.\]"):
         amortized_vi(conditioned, lfi.NeuralPosterior(conditioned), sims, likelihood=LINEAR, num_steps=1)
+
+
+def test_amortized_vi_trains_through_the_param_store_and_leaves_it_clean():
+    sims = lfi.simulate(linear_model, 200, seed=0, progress=False)
+    pyro.clear_param_store()
+    pyro.param("users_own", torch.ones(2))
+    guides = [lfi.NeuralPosterior(linear_model) for _ in range(2)]
+    for guide in guides:  # two guides: the second must not pick up the first one's weights
+        guide.build(sims)
+        before = {k: v.detach().clone() for k, v in guide.named_parameters()}
+        amortized_vi(linear_model, guide, sims, likelihood=LINEAR, num_steps=3, seed=1)
+        still = [k for k, v in guide.named_parameters() if torch.equal(v, before[k])]
+        assert not still, f"SVI did not update these weights of the guide: {still}"
+    assert list(pyro.get_param_store().keys()) == ["users_own"]  # the user's store is left as it was

@@ -9,8 +9,11 @@ maximizing the evidence lower bound averaged over observations :math:`x_i` of th
 
 i.e. the reverse KL :math:`\mathrm{KL}(q \,\|\, p(\theta \mid x))` from the likelihood, where NPE
 minimizes the forward KL from simulations: a like-for-like comparison of one architecture
-(amortized inference as in Speiser et al. 2017). Gradients come from Pyro's
-:class:`~pyro.infer.Trace_ELBO` with reparameterized draws of the flow.
+(amortized inference as in Speiser et al. 2017). Training is Pyro's own
+:class:`~pyro.infer.SVI` with :class:`~pyro.infer.Trace_ELBO` (reparameterized draws of the flow)
+and :class:`~pyro.optim.ClippedAdam`. The guide is a :class:`~pyro.nn.PyroModule`, so its weights
+enter the param store when it runs; training happens in a scope of the param store of its own,
+so other guides' weights neither leak in nor are overwritten.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import arviz as az
 import pyro
 import torch
 from pyro import poutine
-from pyro.infer import Trace_ELBO
+from pyro.infer import SVI, Trace_ELBO
+from pyro.optim import ClippedAdam
 
 from ..arviz import to_inference_data
 from ..guides import NeuralPosterior
@@ -93,8 +97,9 @@ def amortized_vi(
 
     ``data`` also builds the guide if it is not built yet (standardization, shapes), exactly as
     NPE would. Each step draws ``batch_size`` observations, runs model and guide vectorized over
-    them in a plate (to the left of the model's own plates) and takes an Adam step on the
-    negative ELBO averaged over them (gradient norm clipped to ``clip_norm``). The observations
+    them in a plate (to the left of the model's own plates) and takes an :class:`~pyro.infer.SVI`
+    step on the negative ELBO averaged over them, with :class:`~pyro.optim.ClippedAdam`
+    (each gradient element clipped to ``±clip_norm``). The observations
     reach model and guide as keyword arguments named after the observed sites, so the model
     must take them that way (``model(x=None)``).
 
@@ -120,29 +125,23 @@ def amortized_vi(
         depth = max((plate_depth(s) for s in trace.nodes.values() if s["type"] == "sample"), default=0)
         elbo = Trace_ELBO(num_particles=num_particles, max_plate_nesting=depth + 1)
 
-        def vectorized(fn, batch):
-            def wrapped():
-                with pyro.plate("_lfi_observations", len(batch[observed[0]]), dim=-depth - 1):
-                    with poutine.scale(scale=1.0 / len(batch[observed[0]])):
-                        return fn(*args, **batch, **kwargs)
+        def vectorized(fn):
+            def wrapped(batch):
+                size = len(batch[observed[0]])
+                with pyro.plate("_lfi_observations", size, dim=-depth - 1), poutine.scale(scale=1.0 / size):
+                    return fn(*args, **batch, **kwargs)
 
             return wrapped
 
-        optimizer = torch.optim.Adam(guide.parameters(), lr=lr)
-        decay = torch.optim.lr_scheduler.ExponentialLR(optimizer, final_lr_ratio ** (1.0 / max(num_steps, 1)))
+        optim = ClippedAdam({"lr": lr, "clip_norm": clip_norm, "lrd": final_lr_ratio ** (1.0 / max(num_steps, 1))})
+        svi = SVI(vectorized(runnable), vectorized(guide), optim, elbo)
         losses = []
         guide.train()
         start = time.perf_counter()
-        for _ in range(num_steps):
-            rows = torch.randint(len(valid), (batch_size,))
-            batch = {n: valid.values[n][rows] for n in observed}
-            optimizer.zero_grad()
-            loss = elbo.differentiable_loss(vectorized(runnable, batch), vectorized(guide, batch))
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(guide.parameters(), clip_norm)
-            optimizer.step()
-            decay.step()
-            losses.append(float(loss.detach()))
+        with pyro.get_param_store().scope():
+            for _ in range(num_steps):
+                rows = torch.randint(len(valid), (batch_size,))
+                losses.append(svi.step({n: valid.values[n][rows] for n in observed}))
         elapsed = time.perf_counter() - start
         guide.eval()
     return AmortizedVI(guide, losses, elapsed)
