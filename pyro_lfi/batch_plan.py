@@ -202,16 +202,17 @@ class BatchPlan:
         return value.reshape(shape).to(torch.get_default_dtype())
 
     def _assemble(self, values: dict, size: int, status: Status = Status.OK, message: str = "") -> Simulations:
-        codes = torch.full((size,), int(status), dtype=torch.long)
-        messages = np.broadcast_to(np.array([message], dtype=object), (size,)).copy()
+        codes = torch.full((size,), int(status), dtype=torch.int8)
+        messages = None if status == Status.OK else np.full(size, message, dtype=object)
         # a finite sum means every entry is finite (NaN and inf propagate): one cheap pass when all is well
-        suspects = [v for v in values.values() if not torch.isfinite(v.sum())] if status == Status.OK else []
+        outputs = [values[n] for n in self.data] if status == Status.OK else []
+        suspects = [v for v in outputs if not torch.isfinite(v.sum())]
         if suspects:
             finite = torch.ones(size, dtype=torch.bool)
             for v in suspects:
                 finite &= torch.isfinite(v.reshape(size, -1)).all(-1)
             codes[~finite] = int(Status.NONFINITE)
-            messages[(~finite).numpy()] = "non-finite simulator output"
+            messages = np.where((~finite).numpy(), "non-finite simulator output", "").astype(object)
         return Simulations(values, self.latents, self.data, codes, messages)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import enum
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -22,38 +21,51 @@ class Status(enum.IntEnum):
     TIMEOUT = 3  #: the simulation ran longer than ``simulate(..., timeout=)``
 
 
-@dataclass
 class Simulations:
     """Simulated rows: ``values[name]`` has shape ``[num_simulations, *site_shape]``.
 
     :ivar values: every sample site (latents and simulator outputs) by name.
     :ivar latent_names: names of the latent sites (the parameters).
     :ivar observed_names: names of the simulated data sites.
-    :ivar status: per-row :class:`Status` code; rows with ``status != OK`` are kept, marked invalid.
-    :ivar message: per-row error text ("" when OK).
-    :ivar round: per-row round index (sequential methods tag each round's proposals).
+    :ivar status: per-row :class:`Status` code (``int8``); rows with ``status != OK`` are kept,
+        marked invalid.
+    :ivar message: per-row error text ("" when OK), an object array built on first access (a
+        campaign without failures never pays for a million empty strings).
+    :ivar round: per-row round index (``int32``; sequential methods tag each round's proposals).
     :ivar seed: the campaign seed.
     """
 
-    values: dict[str, torch.Tensor]
-    latent_names: tuple[str, ...]
-    observed_names: tuple[str, ...]
-    status: torch.Tensor
-    message: np.ndarray = field(default=None)
-    round: torch.Tensor = field(default=None)
-    seed: int | None = None
-
-    def __post_init__(self):
-        n = len(self.status)
-        for name, value in self.values.items():
+    def __init__(
+        self,
+        values: dict[str, torch.Tensor],
+        latent_names: Sequence[str],
+        observed_names: Sequence[str],
+        status: torch.Tensor,
+        message: np.ndarray | None = None,
+        round: torch.Tensor | None = None,
+        seed: int | None = None,
+    ):
+        n = len(status)
+        for name, value in values.items():
             if len(value) != n:
                 raise ValueError(f"site '{name}' has {len(value)} rows, status has {n}")
-        if self.message is None:
-            self.message = np.full(n, "", dtype=object)
-        if self.round is None:
-            self.round = torch.zeros(n, dtype=torch.long)
-        self.latent_names = tuple(self.latent_names)
-        self.observed_names = tuple(self.observed_names)
+        self.values = values
+        self.latent_names = tuple(latent_names)
+        self.observed_names = tuple(observed_names)
+        self.status = torch.as_tensor(status, dtype=torch.int8)
+        self._message = message
+        self.round = torch.zeros(n, dtype=torch.int32) if round is None else torch.as_tensor(round, dtype=torch.int32)
+        self.seed = seed
+
+    @property
+    def message(self) -> np.ndarray:
+        if self._message is None:
+            self._message = np.full(len(self), "", dtype=object)
+        return self._message
+
+    @message.setter
+    def message(self, value: np.ndarray) -> None:
+        self._message = value
 
     # -- access ---------------------------------------------------------------------------------
 
@@ -89,7 +101,7 @@ class Simulations:
             self.latent_names,
             self.observed_names,
             self.status[rows],
-            self.message[rows.numpy()],
+            None if self._message is None else self._message[rows.numpy()],
             self.round[rows],
             self.seed,
         )
@@ -131,7 +143,7 @@ class Simulations:
             first.latent_names,
             first.observed_names,
             torch.cat([p.status for p in parts]),
-            np.concatenate([p.message for p in parts]),
+            None if all(p._message is None for p in parts) else np.concatenate([p.message for p in parts]),
             torch.cat([p.round for p in parts]),
             first.seed,
         )
@@ -169,9 +181,9 @@ class Simulations:
             values,
             latents,
             observed,
-            torch.as_tensor(ds["status"].values.astype(np.int64)),
+            torch.as_tensor(ds["status"].values.astype(np.int8)),
             ds["message"].values.astype(object),
-            torch.as_tensor(ds["round"].values.astype(np.int64)),
+            torch.as_tensor(ds["round"].values.astype(np.int32)),
             None if seed is None else int(seed),
         )
 
