@@ -9,7 +9,7 @@ import torch
 import pyro_lfi as lfi
 from pyro_lfi.diagnostics import c2st
 from pyro_lfi.infer import atomic_apt_loss, mixture_apt_loss, npe_loss
-from pyro_lfi.infer.proposals import PriorTimesMixture, TruncatedPrior
+from pyro_lfi.infer.proposals import GuideProposal, PriorTimesMixture, RestrictedProposal, TruncatedPrior
 from pyro_lfi.infer.validity import ValidityClassifier
 from pyro_lfi.mixtures import as_mixture
 from pyro_lfi.sites import ModelSites
@@ -102,6 +102,13 @@ def test_plain_npe_refuses_sequential_rounds():
         lfi.NPE(linear_model, lfi.NeuralPosterior(linear_model), progress=False).train(sims)
 
 
+def test_restriction_needs_a_loss_that_holds_for_any_proposal():
+    with pytest.raises(ValueError, match="atomic APT loss and TSNPE only"):
+        lfi.SNPE(linear_model, lfi.NeuralPosterior(linear_model, estimator="mdn"), method="snpe-a", restrict=0.5)
+    with pytest.raises(ValueError, match="probability"):
+        lfi.SNPE(linear_model, lfi.NeuralPosterior(linear_model), restrict=1.5)
+
+
 def test_bad_options():
     guide = lfi.NeuralPosterior(linear_model)
     with pytest.raises(ValueError, match="unknown method"):
@@ -172,6 +179,29 @@ def test_validity_classifier_learns_where_the_simulator_fails():
     probe = torch.tensor([[-2.0, 0.0], [2.0, 0.0]])
     p_valid = classifier.log_prob_valid(probe).exp()
     assert p_valid[0] > 0.95 and p_valid[1] < 0.05
+
+
+def test_restricted_proposal_is_the_base_cut_to_the_valid_region():
+    torch.manual_seed(0)
+    base = GuideProposal(dist.Normal(torch.zeros(1), 1.0).to_event(1))
+    proposal = RestrictedProposal(base, lambda z: torch.where(z[:, 0] < 0, 0.0, -10.0), threshold=0.5)
+    z = proposal.sample(20_000)
+    assert (z < 0).all() and "restricted" in proposal.name
+    assert abs(z.mean().item() + math.sqrt(2 / math.pi)) < 0.02  # the half-normal's mean
+    assert abs(proposal.acceptance - 0.5) < 0.02
+    with pytest.raises(lfi.infer.proposals.ProposalError, match="restricted"):
+        RestrictedProposal(base, lambda z: torch.full(z.shape[:1], -10.0), max_draws_per_sample=2).sample(10)
+
+
+def test_later_rounds_stop_proposing_where_the_simulator_fails():
+    guide = lfi.NeuralPosterior(fragile_model, estimator="nsf", transforms=2, hidden_features=(32, 32))
+    snpe = lfi.SNPE(fragile_model, guide, method="apt", restrict=0.5, **FAST)
+    sims = snpe.run(x=torch.tensor([0.98, 1.0]), num_rounds=2, simulations_per_round=300, seed=0)
+    assert snpe.rounds[0].fraction_invalid > 0.3 and snpe.rounds[1].proposal.endswith("P(valid) >= 0.5")
+    later = guide.sites.to_unconstrained(sims[sims.round == 1].latents)
+    p_valid = snpe.validity.log_prob_valid(later).exp()
+    assert (p_valid >= 0.5).all()  # trained after round 1 too, it still agrees with round 1's proposals
+    assert snpe.rounds[1].fraction_invalid < 0.1
 
 
 def test_failing_simulations_in_later_rounds():

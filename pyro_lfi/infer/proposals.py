@@ -14,7 +14,7 @@ from torch.distributions import Distribution
 
 from ..prior import Prior
 
-__all__ = ["GuideProposal", "PriorTimesMixture", "ProposalError", "TruncatedPrior"]
+__all__ = ["GuideProposal", "PriorTimesMixture", "ProposalError", "RestrictedProposal", "TruncatedPrior"]
 
 
 class ProposalError(RuntimeError):
@@ -151,3 +151,30 @@ class TruncatedPrior:
             )
         index = torch.multinomial((log_w - log_w.max()).exp(), num_samples, replacement=True)
         return candidates[index]
+
+
+class RestrictedProposal:
+    r"""A proposal restricted to where the simulator is predicted to work (Lueckmann et al. 2017;
+    Deistler et al. 2022): :math:`\tilde p_R(z) \propto \tilde p(z)\,
+    \mathbb{1}[P(\text{valid} \mid z) \ge \gamma]`, with :math:`P(\text{valid} \mid z)` a
+    classifier trained on every simulation so far. Sampled by rejection from ``base``."""
+
+    def __init__(self, base, log_prob_valid, threshold: float = 0.5, max_draws_per_sample: int = 1000):
+        if not 0 < threshold < 1:
+            raise ValueError(f"the validity threshold must lie in (0, 1), got {threshold}")
+        self.base, self.log_prob_valid = base, log_prob_valid
+        self.log_threshold = math.log(threshold)
+        self.max_draws_per_sample = max_draws_per_sample
+        self.name = f"{base.name}, restricted to P(valid) >= {threshold:g}"
+        self.acceptance = math.nan
+
+    @torch.no_grad()
+    def sample(self, num_samples: int) -> torch.Tensor:
+        z, self.acceptance = _rejection(
+            self.base.sample,
+            lambda z: torch.where(self.log_prob_valid(z) >= self.log_threshold, 0.0, -math.inf),
+            num_samples,
+            self.max_draws_per_sample,
+            f"{self.base.name} restricted to where the simulator works",
+        )
+        return z

@@ -23,6 +23,10 @@ loss, whose minimizers condition on the observation being a valid output. The at
 compares rows with other rows' parameters, which dropping biases by :math:`1/P(\text{valid}
 \mid z)`; a classifier of :math:`P(\text{valid} \mid z)` trained on all rows
 (:class:`~pyro_lfi.infer.validity.ValidityClassifier`) corrects the prior term.
+
+With ``restrict=gamma`` (atomic APT and TSNPE, whose losses hold for any proposal), later rounds
+also stop proposing where that classifier gives :math:`P(\text{valid} \mid z) < \gamma`, so a
+simulator that fails in part of the prior stops costing simulations there.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from ..simulations import Simulations
 from .loop import TrainingConfig, train_loop
 from .losses import atomic_apt_loss, mixture_apt_loss, npe_loss
 from .npe import OptimSpec, _seeded_if, make_optimizer, training_tensors
-from .proposals import GuideProposal, PriorTimesMixture, TruncatedPrior
+from .proposals import GuideProposal, PriorTimesMixture, RestrictedProposal, TruncatedPrior
 from .validity import ValidityClassifier
 
 __all__ = ["SNPE", "RoundRecord"]
@@ -87,6 +91,9 @@ class SNPE:
     :param num_atoms: atoms per row of the atomic loss.
     :param quantile: TSNPE: the guide mass :math:`\epsilon` left outside the truncation region.
     :param max_draws_per_sample: rejection-sampling budget per proposed sample.
+    :param restrict: if given, a probability :math:`\gamma`: rounds after a failure propose only
+        where the validity classifier predicts :math:`P(\text{valid} \mid z) \ge \gamma`
+        (atomic APT and TSNPE only: the exact mixture losses need the unrestricted proposal).
     :param config: defaults of :class:`~pyro_lfi.infer.loop.TrainingConfig` for every round.
     """
 
@@ -101,6 +108,7 @@ class SNPE:
         num_atoms: int = 10,
         quantile: float = 1e-4,
         max_draws_per_sample: int = 1000,
+        restrict: float | None = None,
         **config,
     ):
         if method not in METHODS:
@@ -111,12 +119,21 @@ class SNPE:
             raise ValueError(f"loss='{loss}' applies to method='apt' only; {method} has one correct loss")
         if num_atoms < 2:
             raise ValueError(f"num_atoms must be at least 2, got {num_atoms}")
+        if restrict is not None and not 0 < restrict < 1:
+            raise ValueError(f"restrict is a probability in (0, 1), got {restrict}")
+        if restrict is not None and (method == "snpe-a" or loss == "mixture"):
+            raise ValueError(
+                "restrict works with the atomic APT loss and TSNPE only: the exact losses of "
+                f"method='{method}'" + (" with loss='mixture'" if method == "apt" else "")
+                + " need the unrestricted proposal"
+            )
         if not isinstance(guide, NeuralPosterior):
             raise TypeError(f"SNPE needs a pyro_lfi.NeuralPosterior guide, got {type(guide).__name__}")
         self.config = dataclasses.replace(TrainingConfig(), **config)
         self.model, self.guide, self.method, self.optim = model, guide, method, optim
         self.loss_choice, self.num_atoms, self.quantile = loss, num_atoms, quantile
         self.max_draws_per_sample = max_draws_per_sample
+        self.restrict = restrict
         self.simulations: Simulations | None = None
         self.rounds: list[RoundRecord] = []
         self.proposal_factors: list = []  # per round: the mixture r (APT) or Gaussian g (SNPE-A)
@@ -209,6 +226,11 @@ class SNPE:
                 + " needs a mixture density guide: NeuralPosterior(model, estimator='mdn')"
             )
         self.mixture_loss = self.method == "apt" and is_mdn and self.loss_choice != "atomic"
+        if self.mixture_loss and self.restrict is not None:
+            raise ValueError(
+                "restrict needs the atomic APT loss, but this mixture density guide gets the exact "
+                "mixture loss: pass loss='atomic' as well"
+            )
         if self.method == "snpe-a" or self.mixture_loss:
             self._prior.mode()  # fails early, naming the site, where the prior is unsupported
 
@@ -232,6 +254,12 @@ class SNPE:
             )
 
     def _proposal(self, t: int, args, kwargs):
+        proposal = self._base_proposal(t, args, kwargs)
+        if proposal is None or self.restrict is None or self.validity is None:
+            return proposal
+        return RestrictedProposal(proposal, self.validity.log_prob_valid, self.restrict, self.max_draws_per_sample)
+
+    def _base_proposal(self, t: int, args, kwargs):
         if t == 0:
             self.proposal_factors.append(None)
             return None
@@ -259,6 +287,7 @@ class SNPE:
         x, z, kept = training_tensors(self.guide, sims[rows])
         rounds = sims.round[rows][kept]
         options = dataclasses.replace(self.config, seed=self.config.seed if self.config.seed is not None else seed)
+        self._fit_validity(t, options)
         guide = self.guide
         if t == 0 or self.method in ("tsnpe", "snpe-a"):
             name, data, loss = "npe", (x, z), lambda xb, zb: npe_loss(guide, xb, zb)
@@ -273,7 +302,7 @@ class SNPE:
                     total = total + mixture_apt_loss(guide, xb[mask], zb[mask], factors[r]) * mask.sum()
                 return total / len(rb)
         else:
-            log_prior = self._atomic_log_prior(z, options)
+            log_prior = self._atomic_log_prior(z)
             name, data = "apt (atomic)", (x, z, log_prior)
 
             def loss(xb, zb, lb):
@@ -284,19 +313,23 @@ class SNPE:
         history = train_loop(guide, loss, tuple(d.to(device) for d in data), optimizer, options)
         return name, history, len(x)
 
-    def _atomic_log_prior(self, z: torch.Tensor, config: TrainingConfig) -> torch.Tensor:
-        """:math:`\\log p(z)`, plus :math:`\\log P(\\text{valid} \\mid z)` where rows failed."""
+    def _atomic_log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        r""":math:`\log p(z)`, plus :math:`\log P(\text{valid} \mid z)` where rows failed."""
         with torch.no_grad():
             log_prior = self._prior.log_prob(z)
+            return log_prior if self.validity is None else log_prior + self.validity.log_prob_valid(z)
+
+    def _fit_validity(self, t: int, config: TrainingConfig) -> None:
+        r"""Train :math:`P(\text{valid} \mid z)` on every row so far, if any failed and the atomic
+        loss or the restriction needs it."""
         sims = self.simulations
         usable = self.guide.usable(sims)
-        if usable.all():
-            return log_prior
+        needed = self.restrict is not None or (t > 0 and self.method == "apt" and not self.mixture_loss)
+        if usable.all() or not needed:
+            return
         all_z = self.guide.sites.to_unconstrained(sims.latents)
         finite = torch.isfinite(all_z).all(-1)
         self.validity = ValidityClassifier(all_z.shape[-1]).fit(all_z[finite], usable[finite], config)
-        with torch.no_grad():
-            return log_prior + self.validity.log_prob_valid(z)
 
     # -- export ---------------------------------------------------------------------------------
 
