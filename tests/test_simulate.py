@@ -131,3 +131,13 @@ def test_all_invalid_warns():
     with pytest.warns(UserWarning, match="all 5 simulations are invalid"):
         sims = lfi.simulate(model, 5, progress=False)
     assert sims.num_valid == 0
+
+
+def test_progress_bar_shows_rate_failures_and_time_left(capsys):
+    lfi.simulate(fragile_model, 200, seed=0, batch_size=20)
+    bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "200/200" in bar and "sim/s" in bar and "failed=" in bar
+    assert "<00:00" in bar  # elapsed<remaining
+    assert int(bar.split("failed=")[1].split("]")[0]) > 0
+    lfi.simulate(fragile_model, 20, seed=0, progress=False)
+    assert capsys.readouterr().err == ""
