@@ -1,0 +1,22 @@
+"""Every tutorial runs top to bottom in its fast mode (PYRO_LFI_FAST=1) and writes its figures."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+TUTORIALS = Path(__file__).parents[1] / "tutorials"
+
+
+def run_tutorial(name: str, out: Path) -> str:
+    env = {**os.environ, "PYRO_LFI_FAST": "1", "PYRO_LFI_OUT": str(out)}
+    done = subprocess.run([sys.executable, str(TUTORIALS / name)], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_calcium_imaging(tmp_path):
+    stdout = run_tutorial("calcium_imaging.py", tmp_path)
+    assert "NPE" in stdout and "VI" in stdout and "NUTS" in stdout and "c2st" in stdout
+    for name in ("calcium_pair.png", "calcium_trace.png"):
+        assert (tmp_path / name).stat().st_size > 10_000
