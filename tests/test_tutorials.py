@@ -20,3 +20,10 @@ def test_calcium_imaging(tmp_path):
     assert "NPE" in stdout and "VI" in stdout and "NUTS" in stdout and "c2st" in stdout
     for name in ("calcium_pair.png", "calcium_trace.png"):
         assert (tmp_path / name).stat().st_size > 10_000
+
+
+def test_scaling_out(tmp_path):
+    stdout = run_tutorial("scaling_out.py", tmp_path)
+    assert "simulations on 2 dask workers" in stdout
+    assert "identical rows: True" in stdout
+    assert "posterior mean" in stdout
