@@ -68,8 +68,10 @@ Two implementations of the same scheme are shipped:
 
 **Overflow guard.** The rate functions are evaluated at :math:`V - V_T` clipped to ±300 mV, which
 keeps every exponential finite in float32 (Gonçalves et al. clip exponents below -500 in float64
-for the same purpose); the dynamics never reach that range for parameters in the prior (V stays
-between about -110 and +300 mV), so the clip changes nothing there.
+for the same purpose). For prior draws V stays between about -105 and +55 mV, where the clip
+changes nothing; only at the prior's extreme corners (potassium and leak conductances all near
+their lower bounds, so that nothing repolarizes) does V climb to a few hundred mV, where the
+rates have saturated anyway. Both implementations clip alike.
 
 **Summary statistics** (:func:`summary_statistics`, :data:`SUMMARY_NAMES`), as in sbi's
 tutorial: the number of spikes (upward crossings of -10 mV during the stimulus), the mean of V
@@ -312,17 +314,15 @@ def _phi(x: Tensor) -> Tensor:
     return torch.where(x < 0.1, series, (1.0 - torch.exp(-x)) / x)
 
 
-def _make_block(num_steps: int, dt: float, num_threads: int) -> Callable[..., None]:
-    """The fused update of ``num_steps`` steps, in place on ``state`` and ``out``.
+def _make_block(num_steps: int, dt: float) -> Callable[..., tuple[Tensor, Tensor]]:
+    """The fused update of ``num_steps`` steps: ``(state, params, noise, current) -> (state, V)``.
 
     ``state [5, n]`` (V, m, h, n, p), ``params [8, n]`` packed by :func:`_pack`, ``noise
-    [num_steps, n]``, ``current [num_steps, 1]``, ``out [num_steps, n]`` receives V after each
-    step. ``num_threads`` only keys the compiled kernel (inductor builds it for that many threads).
+    [num_steps, n]``, ``current [num_steps, 1]``; returns the new state and ``V [num_steps, n]``
+    after each step.
     """
 
-    def block(state: Tensor, params: Tensor, noise: Tensor, current: Tensor, out: Tensor) -> None:
-        if num_threads < 1:  # dynamo guards on it: one compiled kernel per thread count
-            raise ValueError("num_threads must be positive")
+    def block(state: Tensor, params: Tensor, noise: Tensor, current: Tensor) -> tuple[Tensor, Tensor]:
         v, m, h, n, p = state.unbind(0)
         g_na, g_k, g_leak, g_m, v_t, e_leak, noise_scale, inv_tau_max = params.unbind(0)
         trace = []
@@ -361,8 +361,7 @@ def _make_block(num_steps: int, dt: float, num_threads: int) -> Callable[..., No
             n = n_inf + (n - n_inf) * torch.exp(-dt * s)
             p = p_inf + (p - p_inf) * torch.exp((-dt) * (3.3 * e_p + 1.0 / e_p) * inv_tau_max)
             trace.append(v)
-        out.copy_(torch.stack(trace))
-        state.copy_(torch.stack([v, m, h, n, p]))
+        return torch.stack([v, m, h, n, p]), torch.stack(trace)
 
     return block
 
@@ -373,7 +372,7 @@ def _pack(params: Tensor, dt: float) -> Tensor:
     return torch.stack([g_na, g_k, g_leak, g_m, v_t, e_leak, sigma / math.sqrt(dt), 1.0 / tau_max])
 
 
-_COMPILED: dict[tuple, Callable[..., None]] = {}
+_COMPILED: dict[tuple[int, float], Callable[..., tuple[Tensor, Tensor]]] = {}
 _COMPILE_FAILED: list[str] = []
 _INDUCTOR_OPTIONS = {
     # one loop over the batch for the whole block: no intermediate buffers between the steps
@@ -381,17 +380,18 @@ _INDUCTOR_OPTIONS = {
     "realize_opcount_threshold": 1_000_000,
     "realize_reads_threshold": 1_000_000,
     "realize_acc_reads_threshold": 1_000_000,
+    # an OpenMP loop on torch's current number of threads, whatever the chunk size it was traced with
+    "cpp.dynamic_threads": True,
 }
 
 
-def _block_fn(num_steps: int, dt: float, backend: str) -> Callable[..., None]:
-    """The block update of ``num_steps`` steps: compiled (cached per process) or eager."""
+def _block_fn(num_steps: int, dt: float, backend: str) -> Callable[..., tuple[Tensor, Tensor]]:
+    """The block update of ``num_steps`` steps: compiled (once per process) or eager."""
     if backend == "eager" or (backend == "auto" and _COMPILE_FAILED):
-        return _make_block(num_steps, dt, 1)
-    key = (num_steps, dt, torch.get_num_threads())
+        return _make_block(num_steps, dt)
+    key = (num_steps, dt)
     if key not in _COMPILED:
-        block = _make_block(num_steps, dt, torch.get_num_threads())
-        _COMPILED[key] = torch.compile(block, fullgraph=True, options=_INDUCTOR_OPTIONS)
+        _COMPILED[key] = torch.compile(_make_block(num_steps, dt), fullgraph=True, options=_INDUCTOR_OPTIONS)
     return _COMPILED[key]
 
 
@@ -492,7 +492,8 @@ def summary_statistics(v: Tensor, protocol: Protocol = DEFAULT_PROTOCOL) -> Tens
     As in sbi's Hodgkin-Huxley tutorial (after Gonçalves et al. 2020), with ``t_k = k dt``:
 
     0. number of spikes: upward crossings of ``protocol.spike_threshold`` (-10 mV), counted when
-       the first sample at or above it has ``t_on < t < t_off``;
+       the first sample at or above it has ``t_on < t < t_off`` (sbi counts a spike at its peak
+       instead, which differs for a spike that starts before ``t_off`` and peaks after it);
     1. resting potential: mean of V over ``t < t_on``;
     2. its standard deviation over the last tenth of that window (``0.9 t_on <= t < t_on``);
     3. mean, 4. variance, 5. skewness and 6. kurtosis (not excess) of V over ``t_on < t < t_off``
@@ -520,18 +521,18 @@ def _run_blocks(block: Callable[..., None], size: int, params: Tensor, noise: Te
                 protocol: Protocol, output: str, subsample: int, compiled: bool) -> Tensor:
     """One chunk, ``size`` steps per call of ``block``: ``[n, 7]`` summaries or ``[n, samples]`` traces.
 
-    Every call gets the same tensors (not views at varying offsets into the chunk's noise or
-    trace), marked dynamic in the chunk size, so that a compiled block is traced once for all
-    chunk sizes with its float constants specialized. The summary statistics are accumulated
-    over windows of about a million samples, so a chunk never holds whole traces for them.
+    A compiled block is traced once, at the first chunk, dynamic in the chunk size (the tensors
+    marked so) with its float constants specialized; its noise comes in a tensor of its own
+    rather than a view at varying offsets into a larger one, which would be traced again. The
+    summary statistics are accumulated over windows of at least 100 steps, so that a chunk never
+    holds whole traces for them.
     """
     dtype, steps, n = params.dtype, protocol.num_steps, params.shape[0]
     state = _initial_state(params, protocol.v0)
     packed = _pack(params, protocol.dt)
     draws = torch.empty(size, n, dtype=dtype)
-    out = torch.empty(size, n, dtype=dtype)
-    if compiled:
-        for t in (state, packed, draws, out):
+    if compiled:  # one trace for every chunk size (floats stay constants)
+        for t in (state, packed, draws):
             torch._dynamo.mark_dynamic(t, 1)
     current = protocol.current(dtype)
     distinct: dict[tuple[float, ...], Tensor] = {}  # the current of each block, one tensor per distinct block
@@ -540,7 +541,7 @@ def _run_blocks(block: Callable[..., None], size: int, params: Tensor, noise: Te
     if output == "summary":
         stats = _Statistics(n, protocol, dtype)
         stats.update(state[:1])
-        window = torch.empty(size * max(1, (1 << 17) // (size * n)), n, dtype=dtype)
+        window = torch.empty(size * math.ceil(max(100, (1 << 17) // n) / size), n, dtype=dtype)  # >= 100 steps
         filled = 0
     else:
         trace = torch.empty(len(range(0, protocol.num_samples, subsample)), n, dtype=dtype)
@@ -548,13 +549,13 @@ def _run_blocks(block: Callable[..., None], size: int, params: Tensor, noise: Te
     for start, stimulus in zip(range(0, steps, size), stimuli):
         stop = min(start + size, steps)
         if stop - start < size:  # the last, shorter block: eagerly
-            block = _make_block(stop - start, protocol.dt, 1)
-            draws, out = draws[: stop - start], out[: stop - start]
+            block = _make_block(stop - start, protocol.dt)
+            draws = draws[: stop - start]
         if noise is None:
             torch.randn(draws.shape, dtype=dtype, out=draws)
         else:
             draws.copy_(noise[:, start:stop].T)
-        block(state, packed, draws, stimulus, out)  # samples start + 1 .. stop
+        state, out = block(state, packed, draws, stimulus)  # out: samples start + 1 .. stop
         if output == "summary":
             window[filled : filled + stop - start] = out
             filled += stop - start
@@ -587,7 +588,7 @@ def _simulate_chunk(params: Tensor, noise: Tensor | None, protocol: Protocol, ba
         _COMPILE_FAILED.append(f"{type(err).__name__}: {err}")
         warnings.warn(f"torch.compile of the Hodgkin-Huxley step failed ({_COMPILE_FAILED[-1][:300]}); "
                       "running it eagerly (slower)", RuntimeWarning, stacklevel=4)
-        return run(_make_block(size, protocol.dt, 1), compiled=False)
+        return run(_make_block(size, protocol.dt), compiled=False)
 
 
 @torch.no_grad()
