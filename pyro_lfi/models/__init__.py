@@ -6,6 +6,7 @@
 """
 
 from .hodgkin_huxley import (
+    DEFAULT_PROTOCOL,
     PARAMETER_NAMES,
     PARAMETER_UNITS,
     PRIOR_BOUNDS,
@@ -22,6 +23,7 @@ from .hodgkin_huxley import (
 )
 
 __all__ = [
+    "DEFAULT_PROTOCOL",
     "PARAMETER_NAMES",
     "PARAMETER_UNITS",
     "PRIOR_BOUNDS",

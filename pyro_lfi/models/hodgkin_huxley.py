@@ -95,6 +95,7 @@ from torch import Tensor
 from ..simulator import Simulator
 
 __all__ = [
+    "DEFAULT_PROTOCOL",
     "PARAMETER_NAMES",
     "PARAMETER_UNITS",
     "PRIOR_BOUNDS",
