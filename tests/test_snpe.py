@@ -109,6 +109,13 @@ def test_restriction_needs_a_loss_that_holds_for_any_proposal():
         lfi.SNPE(linear_model, lfi.NeuralPosterior(linear_model), restrict=1.5)
 
 
+def test_rounds_stop_early_with_sbi_patience_unless_told_otherwise():
+    guide = lfi.NeuralPosterior(linear_model)
+    assert lfi.SNPE(linear_model, guide).config.stop_after_epochs == 20
+    assert lfi.SNPE(linear_model, guide, stop_after_epochs=7).config.stop_after_epochs == 7
+    assert lfi.NPE(linear_model, guide).config.stop_after_epochs == 30
+
+
 def test_bad_options():
     guide = lfi.NeuralPosterior(linear_model)
     with pytest.raises(ValueError, match="unknown method"):

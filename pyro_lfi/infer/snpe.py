@@ -56,6 +56,9 @@ from .validity import ValidityClassifier
 __all__ = ["SNPE", "RoundRecord"]
 
 METHODS = ("apt", "snpe-a", "tsnpe")
+#: Early-stopping patience of every round (sbi's default; rounds after the first start from the
+#: previous round's weights and need fewer epochs than a cold start).
+SEQUENTIAL_PATIENCE = 20
 
 
 @dataclass
@@ -94,7 +97,8 @@ class SNPE:
     :param restrict: if given, a probability :math:`\gamma`: rounds after a failure propose only
         where the validity classifier predicts :math:`P(\text{valid} \mid z) \ge \gamma`
         (atomic APT and TSNPE only: the exact mixture losses need the unrestricted proposal).
-    :param config: defaults of :class:`~pyro_lfi.infer.loop.TrainingConfig` for every round.
+    :param config: defaults of :class:`~pyro_lfi.infer.loop.TrainingConfig` for every round
+        (``stop_after_epochs`` defaults to 20 here).
     """
 
     def __init__(
@@ -129,7 +133,7 @@ class SNPE:
             )
         if not isinstance(guide, NeuralPosterior):
             raise TypeError(f"SNPE needs a pyro_lfi.NeuralPosterior guide, got {type(guide).__name__}")
-        self.config = dataclasses.replace(TrainingConfig(), **config)
+        self.config = dataclasses.replace(TrainingConfig(stop_after_epochs=SEQUENTIAL_PATIENCE), **config)
         self.model, self.guide, self.method, self.optim = model, guide, method, optim
         self.loss_choice, self.num_atoms, self.quantile = loss, num_atoms, quantile
         self.max_draws_per_sample = max_draws_per_sample
