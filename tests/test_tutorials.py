@@ -27,3 +27,18 @@ def test_scaling_out(tmp_path):
     assert "simulations on 2 dask workers" in stdout
     assert "identical rows: True" in stdout
     assert "posterior mean" in stdout
+
+
+def test_hodgkin_huxley_tutorial(tmp_path):
+    stdout = run_tutorial("hodgkin_huxley.py", tmp_path)
+    assert "NPE: trained" in stdout and "APT: 2 rounds" in stdout
+    assert "APT posterior mean" in stdout and "SBC passed:" in stdout
+    for name in ("hh_pair.png", "hh_traces.png", "hh_sbc.png"):
+        assert (tmp_path / name).stat().st_size > 10_000
+
+
+def test_raw_traces_tutorial(tmp_path):
+    stdout = run_tutorial("raw_traces.py", tmp_path)
+    assert "statistics: trained" in stdout and "raw trace: trained" in stdout
+    assert "c2st(statistics, raw trace)" in stdout
+    assert (tmp_path / "raw_traces_marginals.png").stat().st_size > 10_000
