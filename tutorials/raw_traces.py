@@ -13,8 +13,9 @@
 # simulator call returns both the statistics and the subsampled trace of each run, and two
 # guides differ only in what their embedding net looks at.
 #
-# `lfi.nn.RNNEmbedding` (a GRU over the time series) is a drop-in alternative; on 601 time steps
-# it trains several times slower than the CNN on a CPU, so this tutorial uses the CNN.
+# `lfi.nn.RNNEmbedding` (a GRU over the time series) is a drop-in alternative
+# (`lfi.nn.RNNEmbedding(TRACE_LENGTH, 32)` in place of the CNN below); it steps through the 601
+# samples one at a time, which is slow to train on a CPU, so this tutorial uses the CNN.
 #
 # Run: `python tutorials/raw_traces.py` (`PYRO_LFI_FAST=1` for the small budget the test suite
 # uses; `PYRO_LFI_OUT=dir` for figures).
@@ -134,9 +135,11 @@ for label, net in (("statistics", statistics_net), ("raw trace", trace_net)):
 #
 # Posterior standard deviation of each parameter relative to the prior's (1: nothing learned),
 # and C2ST between the two posteriors (0.5: the same distribution). At the same simulation budget
-# the learned features have to be learned *from* that budget, while the statistics come for free:
-# with few simulations the hand-crafted features usually win, with many the learned ones catch up
-# and can extract more (spike timing and shape).
+# the learned features have to be learned *from* that budget, while the statistics come for free;
+# on the other hand the trace also holds what the statistics discard (spike timing and shape).
+# Which effect dominates depends on the budget. With the fast budget (2,000 simulations, 10
+# epochs) both posteriors are still wide and the comparison is noisy; run the full budget to
+# compare them properly.
 
 # %%
 prior_sd = np.array([(hi - lo) / 12**0.5 for lo, hi in PRIOR_BOUNDS.values()])
