@@ -14,7 +14,7 @@ from .mixtures import GaussianDivisionError
 from .prior import Prior, UnsupportedPriorError
 from .simulate import simulate
 from .simulations import Simulations, Status
-from .simulator import Simulator, SimulatorLikelihoodError, SimulatorShapeError
+from .simulator import DeclaredShapeError, Simulator, SimulatorLikelihoodError, SimulatorShapeError
 from .sites import ObservationError, SiteError
 
 __version__ = "0.1.0"
@@ -23,6 +23,7 @@ __all__ = [
     "NPE",
     "SNPE",
     "Comparison",
+    "DeclaredShapeError",
     "GaussianDivisionError",
     "NeuralPosterior",
     "NotFittedError",

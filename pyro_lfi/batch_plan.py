@@ -14,12 +14,14 @@ import numpy as np
 import pyro
 import torch
 from pyro import poutine
+from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import prune_subsample_sites
 
 from .deadline import Finished, call_with_deadline
 from .seeding import derived_seed, seeded
 from .simulations import Simulations, Status
-from .sites import is_simulator_site, plate_depth
+from .simulator import DeclaredShapeError
+from .sites import is_simulator_site, plate_depth, simulator_of
 
 __all__ = ["BATCH_BYTES", "MIN_BATCHES", "BatchPlan"]
 
@@ -103,6 +105,8 @@ class BatchPlan:
         with seeded(seed), torch.no_grad():
             try:
                 trace = tracer.get_trace(*args, **kwargs)
+            except DeclaredShapeError:  # a mistake in the model, not a failed simulation
+                raise
             except Exception:  # isolate the failing rows
                 partial = {n: tracer.msngr.trace.nodes[n]["value"] for n in self.latents
                            if n in tracer.msngr.trace.nodes}
@@ -216,8 +220,21 @@ class BatchPlan:
         return Simulations(values, self.latents, self.data, codes, messages)
 
 
+class _DeclaredShapes(Messenger):
+    """Simulator sites with a declared ``event_shape`` yield NaN of their shape instead of
+    simulating: enough to read the model's sites without paying for a simulation."""
+
+    def _pyro_sample(self, msg):
+        if msg["value"] is None and is_simulator_site(msg) and simulator_of(msg).declared_event_shape is not None:
+            msg["value"] = torch.full(msg["fn"].shape(), float("nan"))
+
+
 def _probe_trace(model, seed: int, args, kwargs, attempts: int = 10):
-    """One un-vectorized run of ``model``; retried at other seeds if the simulator raises."""
+    """One un-vectorized run of ``model``, without simulating where the simulator's output shape
+    is declared (unless the model then fails on the placeholder); retried at other seeds if the
+    simulator raises."""
+    with seeded(derived_seed(seed, _PROBE)), torch.no_grad(), contextlib.suppress(Exception):
+        return poutine.trace(_DeclaredShapes()(model)).get_trace(*args, **kwargs)
     for attempt in range(attempts):
         with seeded(derived_seed(seed, _PROBE - attempt)), torch.no_grad():
             try:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from pyro.distributions import TorchDistribution, constraints
 
-__all__ = ["Simulator", "SimulatorLikelihoodError", "SimulatorShapeError"]
+__all__ = ["DeclaredShapeError", "Simulator", "SimulatorLikelihoodError", "SimulatorShapeError"]
 
 
 class SimulatorLikelihoodError(NotImplementedError):
@@ -17,6 +17,11 @@ class SimulatorLikelihoodError(NotImplementedError):
 
 class SimulatorShapeError(ValueError):
     """Raised when a simulator returns an output of an unexpected shape."""
+
+
+class DeclaredShapeError(SimulatorShapeError):
+    """The simulator's outputs do not have the ``event_shape`` declared for them: a mistake in the
+    model, raised at once rather than recorded as failed simulations."""
 
 
 def _event_dims_of(param: torch.Tensor, batch_shape: torch.Size) -> int:
@@ -151,7 +156,7 @@ class Simulator(TorchDistribution):
             )
         event = x.shape[len(shape) :]
         if self.declared_event_shape is not None and event != self.declared_event_shape:
-            raise SimulatorShapeError(
+            raise DeclaredShapeError(
                 f"simulator returned outputs of event shape {tuple(event)}, "
                 f"but event_shape={tuple(self.declared_event_shape)} was declared"
             )

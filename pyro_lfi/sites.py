@@ -49,6 +49,11 @@ def is_simulator_site(msg: dict) -> bool:
     return msg["type"] == "sample" and isinstance(unwrap_distribution(msg["fn"]), Simulator)
 
 
+def simulator_of(msg: dict) -> Simulator:
+    """The :class:`Simulator` of a simulator site (under any ``expand`` / ``to_event``)."""
+    return unwrap_distribution(msg["fn"])
+
+
 @dataclass(frozen=True)
 class LatentSite:
     """One latent sample site: its name, per-simulation shape and support."""

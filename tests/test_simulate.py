@@ -141,3 +141,41 @@ def test_progress_bar_shows_rate_failures_and_time_left(capsys):
     assert int(bar.split("failed=")[1].split("]")[0]) > 0
     lfi.simulate(fragile_model, 20, seed=0, progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_a_declared_event_shape_spares_the_probe_simulation():
+    calls = []
+
+    def counted(theta):
+        calls.append(len(theta))
+        return theta * 2.0
+
+    def model(x=None):
+        theta = pyro.sample("theta", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+        return pyro.sample("x", lfi.Simulator(counted, theta, event_shape=(2,)), obs=x)
+
+    sims = lfi.simulate(model, 50, seed=0, progress=False)
+    assert calls == [50] and sims.num_valid == 50  # one vectorized call, no probe simulation
+    torch.testing.assert_close(sims["x"], 2 * sims["theta"])
+
+    def wrong(theta):
+        return torch.cat([theta, theta], -1)
+
+    def misdeclared(x=None):
+        theta = pyro.sample("theta", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+        return pyro.sample("x", lfi.Simulator(wrong, theta, event_shape=(2,)), obs=x)
+
+    with pytest.raises(lfi.DeclaredShapeError, match=r"event shape \(4,\), but event_shape=\(2,\) was declared"):
+        lfi.simulate(misdeclared, 50, seed=0, progress=False)
+
+
+def test_the_probe_simulates_when_the_model_uses_the_output():
+    def model(x=None):
+        theta = pyro.sample("theta", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+        x = pyro.sample("x", lfi.Simulator(lambda t: t + 1.0, theta, event_shape=(2,)), obs=x)
+        if torch.isnan(x).any():
+            raise ValueError("the model reads its simulator's output")
+        return pyro.sample("y", lfi.Simulator(lambda v: v.sum(-1, keepdim=True), x, event_shape=(1,)))
+
+    sims = lfi.simulate(model, 20, seed=0, progress=False)
+    assert sims.num_valid == 20 and set(sims.observed_names) == {"x", "y"}
