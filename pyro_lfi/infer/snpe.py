@@ -141,6 +141,7 @@ class SNPE:
         self.simulations: Simulations | None = None
         self.rounds: list[RoundRecord] = []
         self.proposal_factors: list = []  # per round: the mixture r (APT) or Gaussian g (SNPE-A)
+        self.proposals: list = []  # per round: the proposal it sampled from (None: the prior)
         self.validity: ValidityClassifier | None = None
         self._observation: torch.Tensor | None = None
         self._prior: Prior | None = None
@@ -187,6 +188,7 @@ class SNPE:
         round_seed = int(np.random.SeedSequence([seed, t]).generate_state(1)[0])
         start = time.perf_counter()
         proposal = self._proposal(t, args, kwargs)
+        self.proposals.append(proposal)
         parameters = None
         if proposal is not None:
             with seeded(round_seed):
