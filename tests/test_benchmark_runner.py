@@ -2,9 +2,12 @@
 
 import json
 
+import pytest
+
 from pyro_lfi.benchmark.__main__ import main
 
 
+@pytest.mark.slow  # about a minute: both modes end to end, with the sbibm C2ST
 def test_benchmark_command(tmp_path, capsys):
     out = tmp_path / "results.json"
     main(["--tasks", "two_moons", "--sequential-tasks", "two_moons", "--num-simulations", "400", "--rounds", "2",
