@@ -11,11 +11,14 @@ from pyro_lfi.benchmark.__main__ import main
 def test_benchmark_command(tmp_path, capsys):
     out = tmp_path / "results.json"
     main(["--tasks", "two_moons", "--sequential-tasks", "two_moons", "--num-simulations", "400", "--rounds", "2",
-          "--num-draws", "300", "--no-sbi", "--json", str(out)])
+          "--num-draws", "300", "--no-sbi", "--json", str(out), "--sequential-methods", "apt", "tsnpe"])
     table = capsys.readouterr().out
     assert "| two_moons | pyro_lfi | 1 x 400 |" in table and "| two_moons | pyro_lfi APT | 2 x 200 |" in table
+    assert "| two_moons | pyro_lfi TSNPE | 2 x 200 |" in table
     results = json.loads(out.read_text())
-    assert [(r["method"], r["rounds"]) for r in results] == [("pyro_lfi", 1), ("pyro_lfi APT", 2)]
+    expected = [("pyro_lfi", 1), ("pyro_lfi APT", 2), ("pyro_lfi TSNPE", 2)]
+    assert [(r["method"], r["rounds"]) for r in results] == expected
     for r in results:
         assert 0.5 <= r["c2st"] <= 1.0 and r["train_seconds"] > 0 and r["sample_seconds"] > 0
-    assert results[1]["wall_seconds"] >= results[1]["train_seconds"]
+    for r in results[1:]:
+        assert r["wall_seconds"] >= r["train_seconds"]

@@ -52,10 +52,10 @@ from pyro_lfi.models.hodgkin_huxley import (
 FAST = os.environ.get("PYRO_LFI_FAST") == "1"
 OUT = os.environ.get("PYRO_LFI_OUT", ".")
 BACKEND = "eager" if FAST else "auto"  # "auto": compiled with torch.compile, eager if that fails
-NUM_SIMULATIONS = 2_000 if FAST else 100_000  # amortized training set
-ROUNDS, PER_ROUND = (1, 300) if FAST else (7, 5_000)  # rounds after the first (prior) one  # sequential APT
+NUM_SIMULATIONS = 2_000 if FAST else 50_000  # amortized training set
+ROUNDS, PER_ROUND = (1, 300) if FAST else (4, 4_000)  # sequential APT: rounds after the first (prior) one
 SBC_SIMULATIONS = 50 if FAST else 1_000
-MAX_EPOCHS = 10 if FAST else 1_000
+MAX_EPOCHS = 10 if FAST else 200  # per training run (each APT round is one)
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
 
 # %% [markdown]
@@ -222,4 +222,28 @@ plt.savefig(os.path.join(OUT, "hh_sbc.png"), dpi=80)
 plt.close("all")
 
 # %% [markdown]
-# Measured at full budget: (to be filled in by a full run).
+# ## Measured at full budget
+#
+# `python tutorials/hodgkin_huxley.py` on the project's 2-core CPU machine (2 torch threads,
+# nothing else running), 2026-11-22: 37.8 min in all. The 50,000 prior simulations were all
+# valid; NPE trained 200 epochs (the cap) in 606 s; APT's 5 rounds of 4,000 simulations took
+# 1,614 s, simulations included.
+#
+# Posterior sd / prior sd at the recording, amortized NPE -> APT:
+#
+# | | g_Na | g_K | g_leak | g_M | tau_max | V_T | sigma | E_leak |
+# |---|---|---|---|---|---|---|---|---|
+# | NPE | 0.67 | 0.42 | 0.37 | 0.65 | 0.92 | 0.20 | 1.00 | 0.39 |
+# | APT | 0.39 | 0.21 | 0.23 | 0.64 | 1.11 | 0.09 | 1.01 | 0.24 |
+#
+# With fewer simulations (20,000 against 50,000) APT's posterior is about half as wide on the five parameters the
+# statistics inform, and its means sit on the truth: g_Na 50.6 (true 50), g_K 5.07 (5), g_leak
+# 0.096 (0.1), V_T -60.3 (-60), E_leak -67.2 (-70); NPE's are further off (g_Na 58.4,
+# E_leak -63.5). g_M, tau_max and sigma stay at the width of the prior: the 7 statistics do not
+# measure adaptation, and noise of sigma <= 0.15 barely moves the resting potential (its std is
+# 0.02 mV here). The pair plot also shows a small second mode at the top of the g_Na range with
+# larger g_K and g_leak, another balance of conductances that gives the same statistics. All
+# four posterior-predictive traces fire 5 spikes with the recording's shape and resting
+# potential. SBC of the amortized guide over 1,000 prior simulations passes: the smallest of the
+# 8 Kolmogorov-Smirnov p-values are E_leak 0.019 and g_M 0.044 (`passed()` tests at level 0.01,
+# Bonferroni-corrected: every p-value above 0.01/8).

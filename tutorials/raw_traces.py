@@ -46,8 +46,8 @@ from pyro_lfi.models.hodgkin_huxley import (
 FAST = os.environ.get("PYRO_LFI_FAST") == "1"
 OUT = os.environ.get("PYRO_LFI_OUT", ".")
 BACKEND = "eager" if FAST else "auto"  # eager: no compilation, ~10 s per call whatever the batch
-NUM_SIMULATIONS = 2_000 if FAST else 50_000
-MAX_EPOCHS = 10 if FAST else 1_000
+NUM_SIMULATIONS = 2_000 if FAST else 20_000
+MAX_EPOCHS = 10 if FAST else 200
 SUBSAMPLE = 20  # keep every 20th sample: 601 samples, every 0.2 ms
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
 

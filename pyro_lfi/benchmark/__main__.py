@@ -1,5 +1,5 @@
-"""``python -m pyro_lfi.benchmark``: amortized NPE, and sequential APT focused on one
-observation, on tasks with reference posteriors, side by side with sbi in the same run."""
+"""``python -m pyro_lfi.benchmark``: amortized NPE, and sequential NPE (APT, TSNPE) focused on
+one observation, on tasks with reference posteriors, side by side with sbi in the same run."""
 
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mode", choices=["amortized", "sequential", "both"], default="both",
                         help="amortized NPE on --tasks, sequential APT on --sequential-tasks, or both")
     parser.add_argument("--sequential-tasks", nargs="+", default=["two_moons", "slcp"], choices=sorted(TASKS))
+    parser.add_argument("--sequential-methods", nargs="+", default=["apt", "tsnpe"], choices=["apt", "tsnpe", "snpe-a"],
+                        help="pyro_lfi's sequential methods to run (SNPE-A always with a mixture density guide)")
     parser.add_argument("--rounds", type=int, default=10, help="rounds of a sequential run (budget split evenly)")
     args = parser.parse_args(argv)
 
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.mode in ("sequential", "both"):
         per_round = args.num_simulations // args.rounds
         jobs += [lambda t=t: run_sequential_task(get_task(t), args.rounds, per_round, args.seed, with_sbi,
-                                                 args.estimator, args.num_draws)
+                                                 args.estimator, args.num_draws, tuple(args.sequential_methods))
                  for t in args.sequential_tasks]
     for job in jobs:
         results += job()

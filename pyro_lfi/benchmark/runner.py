@@ -70,13 +70,14 @@ def run_pyro_lfi(
 
 def run_pyro_lfi_sequential(
     task: Task, num_rounds: int, simulations_per_round: int, seed: int, estimator: str = "nsf",
-    num_draws: int = NUM_DRAWS,
+    num_draws: int = NUM_DRAWS, method: str = "apt",
 ) -> dict:
-    """APT with pyro_lfi at ``task.observation(1)``: the whole loop (proposals, simulation,
-    training) is timed as ``wall_seconds``."""
+    """Sequential NPE (``method``: ``"apt"`` or ``"tsnpe"``) with pyro_lfi at
+    ``task.observation(1)``: the whole loop (proposals, simulation, training) is timed as
+    ``wall_seconds``."""
     x_o = task.observation(1)
     guide = lfi.NeuralPosterior(task.model, estimator=estimator)
-    snpe = lfi.SNPE(task.model, guide, method="apt", progress=False, seed=seed)
+    snpe = lfi.SNPE(task.model, guide, method=method, progress=False, seed=seed)
     start = time.perf_counter()
     snpe.run(x_o, num_rounds=num_rounds, simulations_per_round=simulations_per_round, seed=seed)
     wall_seconds = time.perf_counter() - start
@@ -109,15 +110,22 @@ def _score(task: Task, runs: dict, reference: torch.Tensor, budget: int, seed: i
     ]
 
 
+SEQUENTIAL_LABELS = {"apt": "pyro_lfi APT", "tsnpe": "pyro_lfi TSNPE", "snpe-a": "pyro_lfi SNPE-A"}
+
+
 def run_sequential_task(
     task: Task, num_rounds: int, simulations_per_round: int, seed: int = 0, with_sbi: bool = True,
-    estimator: str = "nsf", num_draws: int = NUM_DRAWS,
+    estimator: str = "nsf", num_draws: int = NUM_DRAWS, methods: tuple[str, ...] = ("apt",),
 ) -> list[Result]:
-    """Sequential APT with pyro_lfi (and sbi's SNPE-C when installed) on ``task``; ``num_draws``
-    posterior draws of each are compared with as many reference draws."""
+    """Sequential NPE with pyro_lfi (each of ``methods``) and sbi's SNPE-C (when installed) on
+    ``task``; ``num_draws`` posterior draws of each are compared with as many reference draws."""
     reference = task.reference_posterior(task.observation(1), num_draws, seed=seed)
     runs = {
-        "pyro_lfi APT": run_pyro_lfi_sequential(task, num_rounds, simulations_per_round, seed, estimator, num_draws)
+        SEQUENTIAL_LABELS[method]: run_pyro_lfi_sequential(
+            task, num_rounds, simulations_per_round, seed, estimator if method != "snpe-a" else "mdn", num_draws,
+            method,
+        )
+        for method in methods
     }
     if with_sbi:
         from .peer import run_sbi_sequential
