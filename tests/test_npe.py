@@ -76,6 +76,7 @@ def test_quickstart_tutorial_runs(tmp_path):
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "posterior draws: {'theta': (1000, 2)}" in out.stdout
+    assert "C2ST against the exact posterior: 0." in out.stdout
     assert (tmp_path / "quickstart_pair.png").stat().st_size > 10_000
 
 
