@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from .runner import format_table, run_sequential_task, run_task
+from .runner import SEQUENTIAL_LABELS, format_table, run_sequential_task, run_task
 from .tasks import TASKS, get_task
 
 
@@ -28,9 +28,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-sbi", action="store_true", help="skip sbi even if it is installed")
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--mode", choices=["amortized", "sequential", "both"], default="both",
-                        help="amortized NPE on --tasks, sequential APT on --sequential-tasks, or both")
+                        help="amortized NPE on --tasks, sequential NPE on --sequential-tasks, or both")
     parser.add_argument("--sequential-tasks", nargs="+", default=["two_moons", "slcp"], choices=sorted(TASKS))
-    parser.add_argument("--sequential-methods", nargs="+", default=["apt", "tsnpe"], choices=["apt", "tsnpe", "snpe-a"],
+    parser.add_argument("--sequential-methods", nargs="+", default=["apt", "tsnpe"], choices=list(SEQUENTIAL_LABELS),
                         help="pyro_lfi's sequential methods to run (SNPE-A always with a mixture density guide)")
     parser.add_argument("--rounds", type=int, default=10, help="rounds of a sequential run (budget split evenly)")
     args = parser.parse_args(argv)

@@ -72,11 +72,11 @@ def run_pyro_lfi_sequential(
     task: Task, num_rounds: int, simulations_per_round: int, seed: int, estimator: str = "nsf",
     num_draws: int = NUM_DRAWS, method: str = "apt",
 ) -> dict:
-    """Sequential NPE (``method``: ``"apt"`` or ``"tsnpe"``) with pyro_lfi at
-    ``task.observation(1)``: the whole loop (proposals, simulation, training) is timed as
-    ``wall_seconds``."""
+    """Sequential NPE (``method``: ``"apt"``, ``"tsnpe"`` or ``"snpe-a"``, which always uses a
+    mixture density guide) with pyro_lfi at ``task.observation(1)``: the whole loop (proposals,
+    simulation, training) is timed as ``wall_seconds``."""
     x_o = task.observation(1)
-    guide = lfi.NeuralPosterior(task.model, estimator=estimator)
+    guide = lfi.NeuralPosterior(task.model, estimator="mdn" if method == "snpe-a" else estimator)
     snpe = lfi.SNPE(task.model, guide, method=method, progress=False, seed=seed)
     start = time.perf_counter()
     snpe.run(x_o, num_rounds=num_rounds, simulations_per_round=simulations_per_round, seed=seed)
@@ -122,8 +122,7 @@ def run_sequential_task(
     reference = task.reference_posterior(task.observation(1), num_draws, seed=seed)
     runs = {
         SEQUENTIAL_LABELS[method]: run_pyro_lfi_sequential(
-            task, num_rounds, simulations_per_round, seed, estimator if method != "snpe-a" else "mdn", num_draws,
-            method,
+            task, num_rounds, simulations_per_round, seed, estimator, num_draws, method
         )
         for method in methods
     }

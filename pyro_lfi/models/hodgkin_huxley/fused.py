@@ -10,7 +10,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from .protocol import C_M, DEFAULT_PROTOCOL, E_K, E_NA, SUMMARY_NAMES, U_CLIP, Protocol
+from .protocol import C_M, DEFAULT_PROTOCOL, E_K, E_NA, U_CLIP, Protocol
 from .reference import _flat, _initial_state
 from .statistics import _Statistics
 
@@ -113,11 +113,11 @@ def _block_fn(num_steps: int, dt: float, backend: str) -> Callable[..., tuple[Te
     return _COMPILED[key]
 
 
-# -- summary statistics ---------------------------------------------------------------------------
+# -- the chunked driver ---------------------------------------------------------------------------
 
 
 @torch.no_grad()
-def _run_blocks(block: Callable[..., None], size: int, params: Tensor, noise: Tensor | None,
+def _run_blocks(block: Callable[..., tuple[Tensor, Tensor]], size: int, params: Tensor, noise: Tensor | None,
                 protocol: Protocol, output: str, subsample: int, compiled: bool) -> Tensor:
     """One chunk, ``size`` steps per call of ``block``: ``[n, 7]`` summaries or ``[n, samples]`` traces.
 
@@ -228,7 +228,7 @@ def simulate(params, noise: Tensor | None = None, *, output: str = "trace", subs
         raise ValueError("subsample and steps_per_call must be positive")
     params, noise, batch = _flat(params, noise, dtype, protocol.num_steps)
     chunk_size = chunk_size or 4096 * torch.get_num_threads()
-    width = len(SUMMARY_NAMES) if output == "summary" else len(range(0, protocol.num_samples, subsample))
+    width = protocol.output_width(output, subsample)
     results = []
     for start in range(0, params.shape[0], chunk_size):
         chunk_noise = None if noise is None else noise[start : start + chunk_size]
@@ -237,6 +237,3 @@ def simulate(params, noise: Tensor | None = None, *, output: str = "trace", subs
     if not results:
         return torch.empty(batch + (width,), dtype=params.dtype)
     return torch.cat(results).reshape(batch + (width,))
-
-
-# -- the Pyro model -------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from ...simulator import Simulator
 from .fused import simulate
-from .protocol import DEFAULT_PROTOCOL, SUMMARY_NAMES, Protocol, hodgkin_huxley_prior
+from .protocol import DEFAULT_PROTOCOL, Protocol, hodgkin_huxley_prior
 
 
 def hodgkin_huxley_simulator(params: Tensor, *, output: str = "summary", subsample: int = 20,
@@ -39,5 +39,5 @@ def hodgkin_huxley_model(x: Tensor | None = None, *, output: str = "summary", su
     theta = pyro.sample("theta", hodgkin_huxley_prior())
     fn = functools.partial(hodgkin_huxley_simulator, output=output, subsample=subsample, protocol=protocol,
                            backend=backend, chunk_size=chunk_size)
-    width = len(SUMMARY_NAMES) if output == "summary" else len(range(0, protocol.num_samples, subsample))
+    width = protocol.output_width(output, subsample)
     return pyro.sample("x", Simulator(fn, theta, event_shape=(width,), param_event_dims=1), obs=x)

@@ -88,6 +88,11 @@ class Protocol:
     def off_index(self) -> int:
         return round(self.t_off / self.dt)
 
+    def output_width(self, output: str, subsample: int = 1) -> int:
+        """Length of a simulated row: the 7 statistics (``output="summary"``) or a trace kept
+        every ``subsample`` samples, ``V(0)`` first (``"trace"``)."""
+        return len(SUMMARY_NAMES) if output == "summary" else len(range(0, self.num_samples, subsample))
+
     def current(self, dtype: torch.dtype = torch.float32) -> Tensor:
         """The injected current at each step, ``[num_steps]``."""
         current = torch.zeros(self.num_steps, dtype=dtype)
@@ -104,6 +109,3 @@ def hodgkin_huxley_prior(dtype: torch.dtype | None = None) -> dist.Distribution:
     low = torch.tensor(PRIOR_LOW, dtype=dtype)
     high = torch.tensor(PRIOR_HIGH, dtype=dtype)
     return dist.Uniform(low, high).to_event(1)
-
-
-# -- the reference implementation -------------------------------------------------------------------

@@ -92,6 +92,3 @@ def simulate_reference(params, noise: Tensor | None = None, *, protocol: Protoco
         p = p_inf + (p - p_inf) * torch.exp(-dt / tau_p)
         trace[k + 1] = v
     return trace.T.reshape(batch + (protocol.num_samples,))
-
-
-# -- the fused implementation ----------------------------------------------------------------------

@@ -123,6 +123,3 @@ def summary_statistics(v: Tensor, protocol: Protocol = DEFAULT_PROTOCOL) -> Tens
     for start in range(0, flat.shape[1], 1000):
         stats.update(flat[:, start : start + 1000].T)
     return stats.result().reshape(v.shape[:-1] + (len(SUMMARY_NAMES),))
-
-
-# -- the chunked driver ---------------------------------------------------------------------------
