@@ -10,13 +10,15 @@ import torch
 
 import pyro_lfi as lfi
 from pyro_lfi.diagnostics import c2st
-from pyro_lfi.nn import MLP, CNNEmbedding, DeepSet, MissingFeatures, RNNEmbedding
+from pyro_lfi.nn import MLP, CNNEmbedding, DeepSet, MissingFeatures, RNNEmbedding, SkipMLP
 
 # -- shapes ----------------------------------------------------------------------------------------
 
 T = 30
 
 NETS = {
+    "skip mlp (T,)": (lambda: SkipMLP(T, 8), (T,)),
+    "skip mlp (T, C)": (lambda: SkipMLP((T, 3), 8, hidden_features=(16,)), (T, 3)),
     "gru (T,)": (lambda: RNNEmbedding(T, 8), (T,)),
     "lstm (T, C)": (lambda: RNNEmbedding((T, 3), 8, hidden_size=16, num_layers=2, cell="lstm"), (T, 3)),
     "cnn (T,)": (lambda: CNNEmbedding(T, 8), (T,)),
@@ -69,6 +71,13 @@ def test_missing_indicator_layout(make, shape):
     out = net(MissingFeatures(shape)(x))
     assert out.shape == (4, 8)
     assert torch.isfinite(out).all()
+
+
+def test_skip_mlp_is_its_linear_shortcut_plus_the_mlp():
+    net = SkipMLP((4, 3), 5)
+    x = torch.randn(7, 4, 3)
+    linear = x.flatten(-2) @ net.linear.weight.T + net.linear.bias
+    assert torch.allclose(net(x), linear + net.mlp(x), atol=1e-6)
 
 
 def test_rnn_and_deepset_accept_any_length_when_it_is_none():

@@ -1,4 +1,4 @@
-"""Neural network building blocks: embedding nets (MLP, recurrent, convolutional, DeepSet),
+"""Neural network building blocks: embedding nets (MLP, MLP with a linear shortcut, recurrent, convolutional, DeepSet),
 standardization and conditional density estimators (normalizing flows and mixture density
 networks)."""
 
@@ -7,7 +7,7 @@ from .estimator import ConditionalDensityEstimator
 from .flows import Flow
 from .mdn import MixtureDensityNetwork
 from .missing import MissingFeatures
-from .mlp import MLP
+from .mlp import MLP, SkipMLP
 from .standardize import Standardize
 
 __all__ = [
@@ -19,5 +19,6 @@ __all__ = [
     "MissingFeatures",
     "MixtureDensityNetwork",
     "RNNEmbedding",
+    "SkipMLP",
     "Standardize",
 ]

@@ -14,8 +14,8 @@ import torch
 import zuko
 from torch.distributions import AffineTransform, Distribution, TransformedDistribution
 from zuko.distributions import DiagNormal
+from zuko.flows import ElementWiseTransform, UnconditionalDistribution
 from zuko.flows import Flow as ZukoFlow
-from zuko.flows import UnconditionalDistribution
 from zuko.flows.coupling import GeneralCouplingTransform
 from zuko.transforms import MonotonicRQSTransform
 
@@ -24,17 +24,25 @@ from .estimator import ConditionalDensityEstimator
 __all__ = ["Flow"]
 
 
-
 def coupling_nsf(
-    features: int, context: int, transforms: int = 5, hidden_features: Sequence[int] = (64, 64), bins: int = 8
+    features: int,
+    context: int,
+    transforms: int = 5,
+    hidden_features: Sequence[int] = (64, 64),
+    bins: int = 8,
+    affine: bool = False,
 ) -> ZukoFlow:
-    """Neural spline flow with coupling layers: each transform maps half of the features (an
+    r"""Neural spline flow with coupling layers: each transform maps half of the features (an
     alternating mask) by monotonic rational-quadratic splines whose knots are functions of the
-    other half and the context. Sampling and density evaluation both take one pass per
-    transform."""
+    other half and the context. With ``affine``, an elementwise affine map whose shift and
+    log-scale are functions of the context comes first, :math:`u \mapsto (u - m(c)) / s(c)`, so
+    that a posterior whose location and scale move with the observation needs no spline to
+    follow it. Sampling and density evaluation both take one pass per transform."""
+    layers = [ElementWiseTransform(features, context, hidden_features=tuple(hidden_features))] if affine else []
     if features == 1:  # nothing to couple with: splines conditioned on the context alone
-        return zuko.flows.NSF(1, context, bins=bins, transforms=transforms, hidden_features=hidden_features)
-    layers = [
+        nsf = zuko.flows.NSF(1, context, bins=bins, transforms=transforms, hidden_features=hidden_features)
+        return ZukoFlow(layers + list(nsf.transform.transforms), nsf.base)
+    layers += [
         GeneralCouplingTransform(
             features,
             context,
@@ -64,7 +72,8 @@ class Flow(ConditionalDensityEstimator):
     :param context: dimension of the context (the embedded observation).
     :param transforms: number of stacked transforms.
     :param hidden_features: widths of each conditioner's hidden layers.
-    :param kwargs: ``bins`` for NSF; options of :class:`zuko.flows.MAF` for MAF.
+    :param kwargs: ``bins`` and ``affine`` (a conditional elementwise affine layer first) for NSF;
+        options of :class:`zuko.flows.MAF` for MAF.
     """
 
     def __init__(

@@ -1,4 +1,4 @@
-"""A plain multi-layer perceptron, the default embedding net."""
+"""Multi-layer perceptrons, the default embedding net and one with a linear shortcut."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["MLP"]
+__all__ = ["MLP", "SkipMLP"]
 
 
 class MLP(nn.Sequential):
@@ -26,7 +26,7 @@ class MLP(nn.Sequential):
         hidden_features: Sequence[int] = (64, 64),
         activation: type[nn.Module] = nn.ReLU,
     ):
-        shape = torch.Size([input_shape] if isinstance(input_shape, int) else input_shape)
+        shape = _as_shape(input_shape)
         widths = [shape.numel(), *hidden_features]
         layers: list[nn.Module] = [nn.Flatten(-len(shape), -1)] if len(shape) != 1 else []
         for a, b in zip(widths[:-1], widths[1:]):
@@ -35,3 +35,32 @@ class MLP(nn.Sequential):
         super().__init__(*layers)
         self.input_shape = shape
         self.out_features = out_features
+
+
+class SkipMLP(nn.Module):
+    r"""An :class:`MLP` plus a linear map of its (flattened) input,
+    :math:`e(x) = W x + b + \mathrm{MLP}(x)`: what depends linearly on the observation reaches
+    the estimator without going through the hidden units, which then only learn the rest.
+
+    Takes the arguments of :class:`MLP`.
+    """
+
+    def __init__(
+        self,
+        input_shape: int | Sequence[int],
+        out_features: int,
+        hidden_features: Sequence[int] = (64, 64),
+        activation: type[nn.Module] = nn.ReLU,
+    ):
+        super().__init__()
+        self.mlp = MLP(input_shape, out_features, hidden_features, activation)
+        self.linear = nn.Linear(self.mlp.input_shape.numel(), out_features)
+        self.input_shape = self.mlp.input_shape
+        self.out_features = out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(x) + self.linear(x.flatten(-len(self.input_shape)))
+
+
+def _as_shape(input_shape: int | Sequence[int]) -> torch.Size:
+    return torch.Size([input_shape] if isinstance(input_shape, int) else input_shape)
