@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import pyro_lfi as lfi
+from pyro_lfi.infer.loop import train_loop
 
 from .models import fragile_model, linear_model
 
@@ -89,3 +90,40 @@ def test_seed_fixes_initial_weights_and_training():
         torch.manual_seed(0)
         draws.append(guide.sample(5, x=torch.zeros(3))["theta"])
     assert torch.equal(draws[0], draws[1])
+
+
+def _fit_a_line(ema, on_step=None):
+    torch.manual_seed(0)
+    line = torch.nn.Linear(1, 1)
+    x = torch.randn(64, 1, generator=torch.Generator().manual_seed(1))
+    optimizer = torch.optim.SGD(line.parameters(), lr=0.1)
+    if on_step is not None:
+        optimizer.register_step_post_hook(lambda *_: on_step(line))
+    config = lfi.TrainingConfig(batch_size=8, max_epochs=1, lr_decay=1.0, ema=ema, seed=0, progress=False)
+    history = train_loop(line, lambda x, y: ((line(x) - y) ** 2).mean(), (x, 3 * x - 1), optimizer, config)
+    return line, history
+
+
+def test_ema_restores_the_moving_average_of_the_weights():
+    steps = []
+    _fit_a_line(None, on_step=lambda line: steps.append(torch.cat([line.weight.flatten(), line.bias]).detach()))
+    average = steps[0]
+    for w in steps[1:]:
+        average = 0.7 * average + 0.3 * w
+    line, history = _fit_a_line(0.7)
+    assert len(steps) == 8  # 58 training rows (6 held out) in batches of 8
+    assert torch.allclose(torch.cat([line.weight.flatten(), line.bias]), average, atol=1e-6)
+    assert not torch.allclose(average, steps[-1], atol=1e-3)
+    # validated with the averaged weights
+    assert history.validation_loss[0] == pytest.approx(history.best_validation_loss)
+
+
+def test_ema_of_zero_is_plain_training_and_bad_decays_are_refused():
+    sims = lfi.simulate(linear_model, 200, seed=0, progress=False)
+    losses = []
+    for ema in (None, 0.0):
+        npe = lfi.NPE(linear_model, lfi.NeuralPosterior(linear_model), progress=False, seed=3, max_epochs=3, ema=ema)
+        losses.append(npe.train(sims).validation_loss)
+    assert losses[0] == losses[1]
+    with pytest.raises(ValueError, match="ema"):
+        lfi.NPE(linear_model, lfi.NeuralPosterior(linear_model), progress=False, ema=1.0).train(sims)

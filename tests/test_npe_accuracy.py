@@ -12,20 +12,22 @@ from .models import linear_model, linear_posterior
 X_O = torch.tensor([0.8, -0.6, 0.3])
 
 
-GUIDES = {
-    "nsf": lambda: lfi.NeuralPosterior(linear_model, estimator="nsf"),
-    "mdn": lambda: lfi.NeuralPosterior(linear_model, estimator="mdn"),
-    "nsf, conditional affine, linear shortcut": lambda: lfi.NeuralPosterior(
-        linear_model, estimator="nsf", affine=True, embedding_net=SkipMLP(X_O.shape, 32)
+CONFIGURATIONS = {  # name: (guide, training options)
+    "nsf": (lambda: lfi.NeuralPosterior(linear_model, estimator="nsf"), {}),
+    "mdn": (lambda: lfi.NeuralPosterior(linear_model, estimator="mdn"), {}),
+    "nsf, conditional affine, linear shortcut, weight averaging": (
+        lambda: lfi.NeuralPosterior(linear_model, estimator="nsf", affine=True, embedding_net=SkipMLP(X_O.shape, 32)),
+        {"ema": 0.95},
     ),
 }
 
 
-@pytest.mark.parametrize("name", list(GUIDES))
+@pytest.mark.parametrize("name", list(CONFIGURATIONS))
 def test_linear_gaussian_c2st(name):
+    make_guide, options = CONFIGURATIONS[name]
     sims = lfi.simulate(linear_model, 5000, seed=1, progress=False)
-    guide = GUIDES[name]()
-    lfi.NPE(linear_model, guide, progress=False, seed=1).train(sims)
+    guide = make_guide()
+    lfi.NPE(linear_model, guide, progress=False, seed=1, **options).train(sims)
     torch.manual_seed(2)
     approx = guide.sample(2000, x=X_O)["theta"]
     exact = linear_posterior(X_O).sample((2000,))

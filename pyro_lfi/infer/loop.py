@@ -4,6 +4,7 @@ progress bar and a loss history."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from collections.abc import Callable, Sequence
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 __all__ = ["TrainingConfig", "TrainingHistory", "train_loop"]
@@ -18,7 +20,7 @@ __all__ = ["TrainingConfig", "TrainingHistory", "train_loop"]
 
 @dataclass
 class TrainingConfig:
-    """Options of :func:`train_loop` (all estimators accept these as keyword arguments).
+    r"""Options of :func:`train_loop` (all estimators accept these as keyword arguments).
 
     :ivar batch_size: rows per gradient step; ``None`` picks a sixteenth of the training rows,
         between 64 and 512 (large batches cost little more per step than small ones on a CPU).
@@ -30,6 +32,10 @@ class TrainingConfig:
         for ``lr_patience`` epochs (:class:`torch.optim.lr_scheduler.ReduceLROnPlateau`; 1 disables).
     :ivar lr_patience: epochs without improvement before the learning rate decays.
     :ivar clip_grad_norm: clip the gradient's global norm to this (``None`` to disable).
+    :ivar ema: decay :math:`\beta` of an exponential moving average of the weights,
+        :math:`\bar w \leftarrow \beta \bar w + (1 - \beta) w` after every step (e.g. 0.95);
+        validation, early stopping and the restored checkpoint then use :math:`\bar w`, which
+        varies less than the weights of the last step. ``None``: no averaging.
     :ivar seed: seed of the split, the batch order and the networks' initial weights (``None``:
         from torch's global RNG).
     :ivar progress: show a progress bar.
@@ -43,6 +49,7 @@ class TrainingConfig:
     lr_decay: float = 0.5
     lr_patience: int = 10
     clip_grad_norm: float | None = 5.0
+    ema: float | None = None
     seed: int | None = None
     progress: bool = True
 
@@ -74,6 +81,8 @@ def train_loop(
 
     The module's parameters are restored to those of the epoch with the lowest validation loss.
     """
+    if config.ema is not None and not 0 <= config.ema < 1:
+        raise ValueError(f"ema is the decay of a moving average and must lie in [0, 1), got {config.ema}")
     n = len(data[0])
     generator = torch.Generator()
     generator.manual_seed(
@@ -94,6 +103,9 @@ def train_loop(
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, factor=config.lr_decay, patience=config.lr_patience, threshold=0.0
         )
+    averaged = None
+    if config.ema is not None:
+        averaged = AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=False)
     history, best_state, start = TrainingHistory(), None, time.perf_counter()
     bar = tqdm(range(config.max_epochs), desc="train", unit="epoch", disable=not config.progress)
     for epoch in bar:
@@ -106,15 +118,18 @@ def train_loop(
             if config.clip_grad_norm is not None:
                 nn.utils.clip_grad_norm_(params, config.clip_grad_norm)
             optimizer.step()
+            if averaged is not None:
+                averaged.update_parameters(module)
             total += batch_loss.item() * len(rows)
         history.train_loss.append(total / len(train_rows))
-        val = _evaluate(module, loss, val_data) if num_val else history.train_loss[-1]
+        with _weights_of(averaged, module):
+            val = _evaluate(module, loss, val_data) if num_val else history.train_loss[-1]
+            if val < history.best_validation_loss:
+                history.best_validation_loss, history.best_epoch = val, epoch
+                best_state = copy.deepcopy(module.state_dict())
         history.validation_loss.append(val)
         if scheduler is not None:
             scheduler.step(val)
-        if val < history.best_validation_loss:
-            history.best_validation_loss, history.best_epoch = val, epoch
-            best_state = copy.deepcopy(module.state_dict())
         bar.set_postfix(train=f"{history.train_loss[-1]:.3f}", val=f"{val:.3f}")
         if epoch - history.best_epoch >= config.stop_after_epochs:
             history.converged = True
@@ -125,6 +140,20 @@ def train_loop(
     module.eval()
     history.seconds = time.perf_counter() - start
     return history
+
+
+@contextlib.contextmanager
+def _weights_of(averaged: AveragedModel | None, module: nn.Module):
+    """Within the block, ``module`` holds the averaged weights (if any); then its own again."""
+    if averaged is None:
+        yield
+        return
+    own = copy.deepcopy(module.state_dict())
+    module.load_state_dict(averaged.module.state_dict())
+    try:
+        yield
+    finally:
+        module.load_state_dict(own)
 
 
 @torch.no_grad()
