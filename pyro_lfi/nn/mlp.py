@@ -26,7 +26,7 @@ class MLP(nn.Sequential):
         hidden_features: Sequence[int] = (64, 64),
         activation: type[nn.Module] = nn.ReLU,
     ):
-        shape = _as_shape(input_shape)
+        shape = torch.Size([input_shape] if isinstance(input_shape, int) else input_shape)
         widths = [shape.numel(), *hidden_features]
         layers: list[nn.Module] = [nn.Flatten(-len(shape), -1)] if len(shape) != 1 else []
         for a, b in zip(widths[:-1], widths[1:]):
@@ -42,25 +42,17 @@ class SkipMLP(nn.Module):
     :math:`e(x) = W x + b + \mathrm{MLP}(x)`: what depends linearly on the observation reaches
     the estimator without going through the hidden units, which then only learn the rest.
 
-    Takes the arguments of :class:`MLP`.
+    :param input_shape: shape of one input (without batch dims), or its number of features.
+    :param out_features: output width.
+    :param mlp_options: ``hidden_features`` and ``activation`` of the :class:`MLP`.
     """
 
-    def __init__(
-        self,
-        input_shape: int | Sequence[int],
-        out_features: int,
-        hidden_features: Sequence[int] = (64, 64),
-        activation: type[nn.Module] = nn.ReLU,
-    ):
+    def __init__(self, input_shape: int | Sequence[int], out_features: int, **mlp_options):
         super().__init__()
-        self.mlp = MLP(input_shape, out_features, hidden_features, activation)
+        self.mlp = MLP(input_shape, out_features, **mlp_options)
         self.linear = nn.Linear(self.mlp.input_shape.numel(), out_features)
         self.input_shape = self.mlp.input_shape
         self.out_features = out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.mlp(x) + self.linear(x.flatten(-len(self.input_shape)))
-
-
-def _as_shape(input_shape: int | Sequence[int]) -> torch.Size:
-    return torch.Size([input_shape] if isinstance(input_shape, int) else input_shape)
