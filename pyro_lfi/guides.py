@@ -14,7 +14,7 @@ from torch import nn
 from torch.distributions import Distribution
 
 from .mixtures import divide_by_gaussian
-from .nn import MLP, ConditionalDensityEstimator, Flow, MissingFeatures, MixtureDensityNetwork, Standardize
+from .nn import ConditionalDensityEstimator, Flow, MissingFeatures, MixtureDensityNetwork, SkipMLP, Standardize
 from .simulations import Simulations, Status
 from .sites import ModelSites, ObservationError, read_observation
 
@@ -26,6 +26,9 @@ class NotFittedError(RuntimeError):
 
 
 _ESTIMATORS = ("nsf", "maf", "mdn")
+#: Version of :meth:`NeuralPosterior.save` files; 2 since the default NSF has a conditional
+#: affine layer and the default embedding is a SkipMLP.
+SAVE_FORMAT = 2
 _MISSING = ("drop", "impute")
 
 
@@ -57,8 +60,11 @@ class NeuralPosterior(PyroModule):
     :param estimator: ``"nsf"``, ``"maf"``, ``"mdn"``, or a callable
         ``(features, context) -> ConditionalDensityEstimator``.
     :param embedding_net: any module mapping the standardized observation ``[*batch, *x_shape]``
-        to features ``[*batch, k]``; an :class:`~pyro_lfi.nn.MLP` by default.
-    :param embedding_features: output width of the default embedding MLP.
+        to features ``[*batch, k]``. By default a :class:`~pyro_lfi.nn.SkipMLP` with ELU
+        activations: what depends linearly on the observation passes through its linear
+        shortcut, and the smooth activation keeps the learned rest from bending around single
+        simulations.
+    :param embedding_features: output width of the default embedding.
     :param standardize: z-score observations and parameters with training-set statistics.
     :param missing: what to do with simulations whose observed data are partly NaN or inf:
         ``"drop"`` them, or ``"impute"``: train on them with learned values in place of the
@@ -150,7 +156,7 @@ class NeuralPosterior(PyroModule):
             self.missing_features = MissingFeatures(x_shape)
             embedded_shape = torch.Size([2, *x_shape])
         if self.embedding_net is None:
-            self.embedding_net = MLP(embedded_shape, self.embedding_features)
+            self.embedding_net = SkipMLP(embedded_shape, self.embedding_features, activation=nn.ELU)
         with torch.no_grad():
             context = self.embedding_net(torch.zeros((2, *embedded_shape))).shape[-1]
         spec = self.estimator_spec
@@ -279,7 +285,7 @@ class NeuralPosterior(PyroModule):
         sites = self._require_built()
         torch.save(
             {
-                "format": 1,
+                "format": SAVE_FORMAT,
                 "observed": self.observed,
                 "estimator": self.estimator_spec if isinstance(self.estimator_spec, str) else None,
                 "estimator_kwargs": self.estimator_kwargs,
@@ -310,8 +316,14 @@ class NeuralPosterior(PyroModule):
         a custom ``embedding_net`` or ``estimator`` needs a fresh instance / the callable again.
         The file is unpickled: load only files you trust."""
         saved = torch.load(path, map_location=map_location, weights_only=False)
-        if not isinstance(saved, dict) or saved.get("format") != 1:
+        if not isinstance(saved, dict) or "format" not in saved:
             raise ValueError(f"{path} is not a guide saved by NeuralPosterior.save")
+        if saved["format"] != SAVE_FORMAT:
+            raise ValueError(
+                f"{path} was saved in format {saved['format']}, and this version of pyro_lfi reads "
+                f"format {SAVE_FORMAT}: its default networks differ (format 1 had an MLP embedding and "
+                "no conditional affine layer). Retrain the guide, or load it with the version that saved it"
+            )
         if saved["custom_embedding"] and embedding_net is None:
             raise ValueError("this guide was trained with a custom embedding net: pass embedding_net=")
         if saved["estimator"] is None and estimator is None:

@@ -25,10 +25,10 @@ def linear_model(x=None):
 
 
 def linear_posterior(x_o):
-    """Exact Gaussian posterior of ``linear_model`` at ``x_o``."""
+    """Exact Gaussian posterior of ``linear_model`` at ``x_o`` (batched over its leading dims)."""
     precision = torch.eye(2) / PRIOR_SCALE**2 + A.T @ A / NOISE**2
     cov = torch.linalg.inv(precision)
-    mean = cov @ (A.T @ x_o) / NOISE**2
+    mean = x_o @ A @ cov / NOISE**2  # cov (A^T x) / noise^2, row-wise
     return dist.MultivariateNormal(mean, covariance_matrix=cov)
 
 

@@ -137,6 +137,19 @@ def test_custom_embedding_net_and_save_load(tmp_path):
     assert torch.allclose(loaded.log_prob(s, x=X_MULTI), guide.log_prob(s, x=X_MULTI))
 
 
+def test_load_refuses_other_files_and_older_formats_with_the_reason(tmp_path):
+    guide, _ = quick_npe(moons_model, 100)
+    path = tmp_path / "guide.pt"
+    guide.save(path)
+    saved = torch.load(path, weights_only=False)
+    torch.save(dict(saved, format=1), path)
+    with pytest.raises(ValueError, match=r"format 1.*reads format 2.*Retrain"):
+        lfi.NeuralPosterior.load(path, moons_model)
+    torch.save({"weights": torch.zeros(2)}, path)
+    with pytest.raises(ValueError, match=r"not a guide saved by NeuralPosterior\.save"):
+        lfi.NeuralPosterior.load(path, moons_model)
+
+
 def test_save_and_load_in_a_new_process(tmp_path):
     guide, _ = quick_npe(moons_model, 300)
     path = tmp_path / "guide.pt"

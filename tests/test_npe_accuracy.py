@@ -5,7 +5,7 @@ import torch
 
 import pyro_lfi as lfi
 from pyro_lfi.diagnostics import c2st
-from pyro_lfi.nn import SkipMLP
+from pyro_lfi.nn import MLP
 
 from .models import linear_model, linear_posterior
 
@@ -15,9 +15,9 @@ X_O = torch.tensor([0.8, -0.6, 0.3])
 CONFIGURATIONS = {  # name: (guide, training options)
     "nsf": (lambda: lfi.NeuralPosterior(linear_model, estimator="nsf"), {}),
     "mdn": (lambda: lfi.NeuralPosterior(linear_model, estimator="mdn"), {}),
-    "nsf, conditional affine, linear shortcut, weight averaging": (
-        lambda: lfi.NeuralPosterior(linear_model, estimator="nsf", affine=True, embedding_net=SkipMLP(X_O.shape, 32)),
-        {"ema": 0.95},
+    "splines only, ReLU MLP embedding, no weight averaging": (
+        lambda: lfi.NeuralPosterior(linear_model, estimator="nsf", affine=False, embedding_net=MLP(X_O.shape, 32)),
+        {"ema": None},
     ),
 }
 

@@ -241,13 +241,20 @@ def test_sequential_linear_gaussian(method, estimator):
         assert guide.proposal_correction is not None
 
 
+@pytest.mark.slow
 def test_apt_no_worse_than_npe_at_equal_budget():
-    apt = lfi.NeuralPosterior(linear_model, estimator="nsf")
-    config = dict(progress=False, seed=0, stop_after_epochs=20)
-    lfi.SNPE(linear_model, apt, **config).run(x=X_O, num_rounds=3, simulations_per_round=500, seed=0)
-    npe = lfi.NeuralPosterior(linear_model, estimator="nsf")
-    lfi.NPE(linear_model, npe, **config).run(1500, seed=0)
-    assert exact_c2st(apt) <= exact_c2st(npe) + 0.02
+    """Mean C2ST over three seeds: at one seed either method moves by about 0.02 (seeds 0-2
+    gave APT 0.558 / 0.520 / 0.541 against NPE 0.537 / 0.545 / 0.537)."""
+    apt_scores, npe_scores = [], []
+    for seed in range(3):
+        config = dict(progress=False, seed=seed, stop_after_epochs=20)
+        apt = lfi.NeuralPosterior(linear_model, estimator="nsf")
+        lfi.SNPE(linear_model, apt, **config).run(x=X_O, num_rounds=3, simulations_per_round=500, seed=seed)
+        npe = lfi.NeuralPosterior(linear_model, estimator="nsf")
+        lfi.NPE(linear_model, npe, **config).run(1500, seed=seed)
+        apt_scores.append(exact_c2st(apt))
+        npe_scores.append(exact_c2st(npe))
+    assert sum(apt_scores) / 3 <= sum(npe_scores) / 3 + 0.02, (apt_scores, npe_scores)
 
 
 def test_snpe_a_guide_reloads_with_its_correction(tmp_path):

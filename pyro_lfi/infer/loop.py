@@ -33,9 +33,9 @@ class TrainingConfig:
     :ivar lr_patience: epochs without improvement before the learning rate decays.
     :ivar clip_grad_norm: clip the gradient's global norm to this (``None`` to disable).
     :ivar ema: decay :math:`\beta` of an exponential moving average of the weights,
-        :math:`\bar w \leftarrow \beta \bar w + (1 - \beta) w` after every step (e.g. 0.95);
-        validation, early stopping and the restored checkpoint then use :math:`\bar w`, which
-        varies less than the weights of the last step. ``None``: no averaging.
+        :math:`\bar w \leftarrow \beta \bar w + (1 - \beta) w` after every step; validation,
+        early stopping and the restored checkpoint use :math:`\bar w`, which varies less than
+        the weights of the last step. ``None`` (or 0): no averaging.
     :ivar seed: seed of the split, the batch order and the networks' initial weights (``None``:
         from torch's global RNG).
     :ivar progress: show a progress bar.
@@ -49,7 +49,7 @@ class TrainingConfig:
     lr_decay: float = 0.5
     lr_patience: int = 10
     clip_grad_norm: float | None = 5.0
-    ema: float | None = None
+    ema: float | None = 0.95
     seed: int | None = None
     progress: bool = True
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import torch
 import zuko
+from torch import nn
 from torch.distributions import AffineTransform, Distribution, TransformedDistribution
 from zuko.distributions import DiagNormal
 from zuko.flows import ElementWiseTransform, UnconditionalDistribution
@@ -20,6 +21,7 @@ from zuko.flows.coupling import GeneralCouplingTransform
 from zuko.transforms import MonotonicRQSTransform
 
 from .estimator import ConditionalDensityEstimator
+from .mlp import SkipMLP
 
 __all__ = ["Flow"]
 
@@ -30,17 +32,20 @@ def coupling_nsf(
     transforms: int = 5,
     hidden_features: Sequence[int] = (64, 64),
     bins: int = 8,
-    affine: bool = False,
+    affine: bool = True,
+    activation: type[nn.Module] = nn.ReLU,
 ) -> ZukoFlow:
     r"""Neural spline flow with coupling layers: each transform maps half of the features (an
     alternating mask) by monotonic rational-quadratic splines whose knots are functions of the
-    other half and the context. With ``affine``, an elementwise affine map whose shift and
-    log-scale are functions of the context comes first, :math:`u \mapsto (u - m(c)) / s(c)`, so
-    that a posterior whose location and scale move with the observation needs no spline to
-    follow it. Sampling and density evaluation both take one pass per transform."""
-    layers = [ElementWiseTransform(features, context, hidden_features=tuple(hidden_features))] if affine else []
+    other half and the context (through ``activation`` MLPs). With ``affine``, an elementwise
+    affine map whose shift and log-scale are functions of the context comes first,
+    :math:`u \mapsto (u - m(c)) / s(c)`, so that a posterior whose location and scale move with
+    the observation needs no spline to follow it. Sampling and density evaluation both take one
+    pass per transform."""
+    hidden = {"hidden_features": tuple(hidden_features), "activation": activation}
+    layers = [_conditional_affine(features, context, tuple(hidden_features))] if affine else []
     if features == 1:  # nothing to couple with: splines conditioned on the context alone
-        nsf = zuko.flows.NSF(1, context, bins=bins, transforms=transforms, hidden_features=hidden_features)
+        nsf = zuko.flows.NSF(1, context, bins=bins, transforms=transforms, **hidden)
         return ZukoFlow(layers + list(nsf.transform.transforms), nsf.base)
     layers += [
         GeneralCouplingTransform(
@@ -49,12 +54,21 @@ def coupling_nsf(
             mask=torch.arange(features) % 2 == i % 2,
             univariate=MonotonicRQSTransform,
             shapes=[(bins,), (bins,), (bins - 1,)],
-            hidden_features=tuple(hidden_features),
+            **hidden,
         )
         for i in range(transforms)
     ]
     base = UnconditionalDistribution(DiagNormal, torch.zeros(features), torch.ones(features), buffer=True)
     return ZukoFlow(layers, base)
+
+
+def _conditional_affine(features: int, context: int, hidden_features: tuple[int, ...]) -> ElementWiseTransform:
+    """Elementwise affine map whose shift and log-scale are a smooth (ELU) MLP of the context
+    plus a linear map of it (:class:`~pyro_lfi.nn.SkipMLP`): a location linear in the
+    observation is then exact, and the rest varies smoothly with it."""
+    layer = ElementWiseTransform(features, context)
+    layer.hyper = SkipMLP(context, features * layer.total, hidden_features=hidden_features, activation=nn.ELU)
+    return layer
 
 
 def _maf(features: int, context: int, transforms: int = 5, hidden_features: Sequence[int] = (64, 64), **kwargs):
@@ -72,8 +86,9 @@ class Flow(ConditionalDensityEstimator):
     :param context: dimension of the context (the embedded observation).
     :param transforms: number of stacked transforms.
     :param hidden_features: widths of each conditioner's hidden layers.
-    :param kwargs: ``bins`` and ``affine`` (a conditional elementwise affine layer first) for NSF;
-        options of :class:`zuko.flows.MAF` for MAF.
+    :param kwargs: for NSF, ``bins``, ``affine`` (a conditional elementwise affine layer first;
+        default ``True``) and ``activation`` (class of the coupling MLPs' activation); for MAF,
+        options of :class:`zuko.flows.MAF`.
     """
 
     def __init__(
