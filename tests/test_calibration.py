@@ -20,15 +20,23 @@ def guide(linear_guide):  # noqa: F811
     return linear_guide
 
 
-class Overconfident:
+class StandIn:
+    """A guide with another ``condition(x)``; everything else is the wrapped guide's."""
+
+    def __init__(self, guide):
+        self.guide = guide
+
+    def __getattr__(self, name):
+        return getattr(self.guide, name)
+
+
+class Overconfident(StandIn):
     """The trained guide with every draw pulled towards its posterior mean by ``factor``:
     q'(z | x) is q(z | x) under z -> m(x) + factor (z - m(x)), m(x) estimated from 500 draws."""
 
     def __init__(self, guide, factor=0.5):
-        self.guide, self.factor = guide, factor
-
-    def __getattr__(self, name):
-        return getattr(self.guide, name)
+        super().__init__(guide)
+        self.factor = factor
 
     def condition(self, x):
         q = self.guide.condition(x)
@@ -37,15 +45,9 @@ class Overconfident:
         return TransformedDistribution(q, [shrink])
 
 
-class Exact:
+class Exact(StandIn):
     """What a perfect guide would be: the trained guide's site layout with the model's exact
     posterior in place of its estimate (``linear_model``'s latent space is unconstrained)."""
-
-    def __init__(self, guide):
-        self.guide = guide
-
-    def __getattr__(self, name):
-        return getattr(self.guide, name)
 
     def condition(self, x):
         return linear_posterior(x)

@@ -42,8 +42,9 @@ def coupling_nsf(
     :math:`u \mapsto (u - m(c)) / s(c)`, so that a posterior whose location and scale move with
     the observation needs no spline to follow it. Sampling and density evaluation both take one
     pass per transform."""
-    hidden = {"hidden_features": tuple(hidden_features), "activation": activation}
-    layers = [_conditional_affine(features, context, tuple(hidden_features))] if affine else []
+    hidden_features = tuple(hidden_features)
+    hidden = {"hidden_features": hidden_features, "activation": activation}
+    layers = [_conditional_affine(features, context, hidden_features)] if affine else []
     if features == 1:  # nothing to couple with: splines conditioned on the context alone
         nsf = zuko.flows.NSF(1, context, bins=bins, transforms=transforms, **hidden)
         return ZukoFlow(layers + list(nsf.transform.transforms), nsf.base)
