@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-__all__ = ["TrainingConfig", "TrainingHistory", "train_loop"]
+__all__ = ["MovingAverage", "TrainingConfig", "TrainingHistory", "train_loop"]
 
 
 @dataclass
@@ -103,9 +102,7 @@ def train_loop(
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, factor=config.lr_decay, patience=config.lr_patience, threshold=0.0
         )
-    averaged = None
-    if config.ema is not None:
-        averaged = AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=False)
+    averaged = MovingAverage(module, config.ema) if config.ema is not None else None
     history, best_state, start = TrainingHistory(), None, time.perf_counter()
     bar = tqdm(range(config.max_epochs), desc="train", unit="epoch", disable=not config.progress)
     for epoch in bar:
@@ -119,10 +116,10 @@ def train_loop(
                 nn.utils.clip_grad_norm_(params, config.clip_grad_norm)
             optimizer.step()
             if averaged is not None:
-                averaged.update_parameters(module)
+                averaged.update()
             total += batch_loss.item() * len(rows)
         history.train_loss.append(total / len(train_rows))
-        with _weights_of(averaged, module):
+        with averaged.applied() if averaged is not None else contextlib.nullcontext():
             val = _evaluate(module, loss, val_data) if num_val else history.train_loss[-1]
             if val < history.best_validation_loss:
                 history.best_validation_loss, history.best_epoch = val, epoch
@@ -142,18 +139,46 @@ def train_loop(
     return history
 
 
-@contextlib.contextmanager
-def _weights_of(averaged: AveragedModel | None, module: nn.Module):
-    """Within the block, ``module`` holds the averaged weights (if any); then its own again."""
-    if averaged is None:
-        yield
-        return
-    own = copy.deepcopy(module.state_dict())
-    module.load_state_dict(averaged.module.state_dict())
-    try:
-        yield
-    finally:
-        module.load_state_dict(own)
+class MovingAverage:
+    r"""Exponential moving average of a module's parameters, :math:`\bar w \leftarrow \beta \bar w
+    + (1 - \beta) w`, starting from the weights at the first :meth:`update`.
+
+    The same average as :class:`torch.optim.swa_utils.AveragedModel` with
+    :func:`~torch.optim.swa_utils.get_ema_multi_avg_fn`, in one fused operation per step rather
+    than a copy of the module and per-parameter bookkeeping (a twentieth of a small network's
+    training step).
+    """
+
+    def __init__(self, module: nn.Module, decay: float):
+        self.parameters = list(module.parameters())
+        self.average = [p.detach().clone() for p in self.parameters]
+        self.decay = decay
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self) -> None:
+        if not self.parameters:
+            return
+        if self.updates:
+            torch._foreach_lerp_(self.average, self.parameters, 1 - self.decay)
+        else:
+            torch._foreach_copy_(self.average, self.parameters)
+        self.updates += 1
+
+    @contextlib.contextmanager
+    def applied(self):
+        """Within the block the module holds the averaged weights; then its own again."""
+        if not self.updates:
+            yield
+            return
+        with torch.no_grad():
+            own = [p.detach().clone() for p in self.parameters]
+            torch._foreach_copy_(self.parameters, self.average)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                torch._foreach_copy_(self.parameters, own)
 
 
 @torch.no_grad()

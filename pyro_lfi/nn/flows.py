@@ -18,10 +18,10 @@ from zuko.distributions import DiagNormal
 from zuko.flows import ElementWiseTransform, UnconditionalDistribution
 from zuko.flows import Flow as ZukoFlow
 from zuko.flows.coupling import GeneralCouplingTransform
-from zuko.transforms import MonotonicRQSTransform
 
 from .estimator import ConditionalDensityEstimator
 from .mlp import SkipMLP
+from .splines import RationalQuadraticSpline
 
 __all__ = ["Flow"]
 
@@ -53,8 +53,8 @@ def coupling_nsf(
             features,
             context,
             mask=torch.arange(features) % 2 == i % 2,
-            univariate=MonotonicRQSTransform,
-            shapes=[(bins,), (bins,), (bins - 1,)],
+            univariate=RationalQuadraticSpline,
+            shapes=[(3 * bins - 1,)],  # K widths, K heights, K - 1 derivatives
             **hidden,
         )
         for i in range(transforms)
