@@ -65,7 +65,7 @@ class RationalQuadraticSpline(MonotonicRQSTransform):
         if knots.shape[:-2] != values.shape:
             knots = knots.expand(values.shape + knots.shape[-2:])
             log_derivatives = log_derivatives.expand(values.shape + log_derivatives.shape[-1:])
-        k = torch.searchsorted(knots[..., row, 1:-1].contiguous(), values.unsqueeze(-1))  # 0 <= k < K
+        k = torch.searchsorted(knots[..., row, 1:-1].contiguous(), values.unsqueeze(-1).contiguous())  # 0 <= k < K
         at = torch.cat((k, k + 1), dim=-1)
         return knots.gather(-1, at.unsqueeze(-2).expand(values.shape + (2, 2))), log_derivatives.gather(-1, at)
 
