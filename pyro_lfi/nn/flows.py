@@ -36,12 +36,14 @@ def coupling_nsf(
     activation: type[nn.Module] = nn.ReLU,
 ) -> ZukoFlow:
     r"""Neural spline flow with coupling layers: each transform maps half of the features (an
-    alternating mask) by monotonic rational-quadratic splines whose knots are functions of the
-    other half and the context (through ``activation`` MLPs). With ``affine``, an elementwise
-    affine map whose shift and log-scale are functions of the context comes first,
-    :math:`u \mapsto (u - m(c)) / s(c)`, so that a posterior whose location and scale move with
-    the observation needs no spline to follow it. Sampling and density evaluation both take one
-    pass per transform."""
+    alternating mask) by monotonic rational-quadratic splines
+    (:class:`~pyro_lfi.nn.splines.RationalQuadraticSpline`, zuko's spline with a cheaper density
+    pass) whose knots are functions of the other half and the context (through ``activation``
+    MLPs); a single feature gets zuko's splines conditioned on the context alone. With
+    ``affine``, an elementwise affine map whose shift and log-scale are functions of the context
+    comes first, :math:`u \mapsto (u - m(c)) / s(c)`, so that a posterior whose location and
+    scale move with the observation needs no spline to follow it. Sampling and density
+    evaluation both take one pass per transform."""
     hidden_features = tuple(hidden_features)
     hidden = {"hidden_features": hidden_features, "activation": activation}
     layers = [_conditional_affine(features, context, hidden_features)] if affine else []
