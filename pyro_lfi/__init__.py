@@ -12,19 +12,23 @@ from .guides import NeuralPosterior, NotFittedError
 from .infer import NPE, SNPE, ProposalError, RoundRecord, TrainingConfig, TrainingHistory
 from .mixtures import GaussianDivisionError
 from .prior import Prior, UnsupportedPriorError
+from .probe import ModelError, SimulatorNeverSucceeded
 from .simulate import simulate
 from .simulations import Simulations, Status
 from .simulator import DeclaredShapeError, Simulator, SimulatorLikelihoodError, SimulatorShapeError
 from .sites import ObservationError, SiteError
+from .store import CampaignMismatchError, StoreInUseError
 
 __version__ = "0.1.0"
 
 __all__ = [
     "NPE",
     "SNPE",
+    "CampaignMismatchError",
     "Comparison",
     "DeclaredShapeError",
     "GaussianDivisionError",
+    "ModelError",
     "NeuralPosterior",
     "NotFittedError",
     "ObservationError",
@@ -34,9 +38,11 @@ __all__ = [
     "Simulations",
     "Simulator",
     "SimulatorLikelihoodError",
+    "SimulatorNeverSucceeded",
     "SimulatorShapeError",
     "SiteError",
     "Status",
+    "StoreInUseError",
     "TrainingConfig",
     "TrainingHistory",
     "UnsupportedPriorError",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,66 +13,70 @@ import numpy as np
 import pyro
 import torch
 from pyro import poutine
-from pyro.poutine.messenger import Messenger
-from pyro.poutine.util import prune_subsample_sites
 
 from .deadline import Finished, call_with_deadline
+from .fingerprint import code_identity, describe
+from .probe import read_layout, uncondition
 from .seeding import derived_seed, seeded
 from .simulations import Simulations, Status
 from .simulator import DeclaredShapeError
-from .sites import is_simulator_site, plate_depth, simulator_of
 
-__all__ = ["BATCH_BYTES", "MIN_BATCHES", "BatchPlan"]
+__all__ = ["BATCH_BYTES", "MIN_BATCHES", "MIN_BATCH_ROWS", "BatchPlan"]
 
 _PLATE = "_lfi_simulations"
 #: Default batches hold at most this many bytes of site values ...
 BATCH_BYTES = 32 * 2**20
-#: ... and number at least this many when they run on workers, go to a store or have a timeout.
+#: ... number at least this many, so that they spread over workers and a store resumes finely ...
 MIN_BATCHES = 64
-_PROBE = 2**32 - 1  # key of the probe run's seed, apart from every batch index
+#: ... unless that would make them smaller than this many rows.
+MIN_BATCH_ROWS = 256
 
 
 @dataclass(frozen=True)
 class BatchPlan:
-    """What one run of the model looks like: which sites to record, their shapes, plate depth."""
+    """What one run of the model looks like: which sites to record, their shapes, plate depth,
+    and what determines its rows (:attr:`fingerprint`)."""
 
     model: object
     latents: tuple[str, ...]
     data: tuple[str, ...]
+    deterministic: tuple[str, ...]
     shapes: dict[str, torch.Size]
     batch_dims: dict[str, int]
     max_plate_nesting: int
+    fingerprint: dict
 
     @classmethod
-    def probe(cls, model, observed, seed: int, args, kwargs) -> BatchPlan:
-        """Run the model once, un-vectorized, to read its sites."""
+    def probe(cls, model, observed, seed: int, args, kwargs, isolate: bool = False, timeout=None) -> BatchPlan:
+        """Run the model once, un-vectorized, to read its sites (see :mod:`pyro_lfi.probe`; with
+        ``isolate``, trial runs happen in child processes killed after ``timeout`` seconds)."""
         names = [observed] if isinstance(observed, str) else observed
-        free = poutine.uncondition(model) if names is None else _uncondition(model, names)
-        trace = prune_subsample_sites(_probe_trace(free, seed, args, kwargs))
-        latents, data, nesting = [], [], 0
-        for name, site in trace.nodes.items():
-            if site["type"] != "sample" or site["is_observed"] or site["infer"].get("is_auxiliary"):
-                continue
-            if site["infer"].get("was_observed") or is_simulator_site(site):
-                data.append(name)
-            else:
-                latents.append(name)
-            nesting = max(nesting, plate_depth(site))
+        free = uncondition(model, names)
+        layout = read_layout(free, seed, args, kwargs, isolate, timeout)
         if names is not None:
-            unknown = [n for n in names if n not in data]
+            unknown = [n for n in names if n not in layout.data]
             if unknown:
                 raise ValueError(
                     f"observed site(s) {unknown} are not data sites of the model; "
-                    f"its data sites are {data}, its latent sites {latents}"
+                    f"its data sites are {list(layout.data)}, its latent sites {list(layout.latents)}"
                 )
-        if not data:
+        if not layout.data:
             raise ValueError(
                 "the model has no data site: give the simulator output a site, "
                 "pyro.sample('x', pyro_lfi.Simulator(fn, theta), obs=x)"
             )
-        shapes = {n: trace.nodes[n]["value"].shape for n in latents + data}
-        batch_dims = {n: plate_depth(trace.nodes[n]) for n in latents + data}
-        return cls(free, tuple(latents), tuple(data), shapes, batch_dims, nesting)
+        fingerprint = {
+            "model": code_identity(model),
+            "arguments": describe({"args": list(args), "kwargs": kwargs}),
+            "sites": layout.identities,
+        }
+        return cls(free, layout.latents, layout.data, layout.deterministic, layout.shapes, layout.batch_dims,
+                   layout.max_plate_nesting, fingerprint)
+
+    @property
+    def recorded(self) -> tuple[str, ...]:
+        """Every site a campaign records: latents, data, deterministic."""
+        return self.latents + self.data + self.deterministic
 
     def check_parameters(self, parameters: dict, num_simulations: int) -> dict[str, torch.Tensor]:
         """Validate fixed latent values ``[num_simulations, *site_shape]``."""
@@ -96,52 +99,35 @@ class BatchPlan:
         pad = self.max_plate_nesting - self.batch_dims[name]
         return (size,) + (1,) * pad + tuple(self.shapes[name])
 
-    def _vectorized(self, size: int):
-        return pyro.plate(_PLATE, size, dim=-self.max_plate_nesting - 1)(self.model)
+    def _vectorized(self, size: int, fixed: dict):
+        """The model under a plate of ``size`` rows, with latent values ``fixed`` ([size, *shape])."""
+        fixed = {n: v.reshape(self._vectorized_shape(n, size)) for n, v in fixed.items()}
+        return poutine.condition(pyro.plate(_PLATE, size, dim=-self.max_plate_nesting - 1)(self.model), data=fixed)
 
     def run(self, size: int, seed: int, fixed: dict, args, kwargs) -> Simulations:
-        fixed = {n: v.reshape(self._vectorized_shape(n, size)) for n, v in fixed.items()}
-        tracer = poutine.trace(poutine.condition(self._vectorized(size), data=fixed))
+        """Simulate ``size`` rows vectorized under ``seed``; if the simulator raises, every row
+        again on its own with the latents already drawn, so that only failing rows are lost."""
         with seeded(seed), torch.no_grad():
-            try:
-                trace = tracer.get_trace(*args, **kwargs)
-            except DeclaredShapeError:  # a mistake in the model, not a failed simulation
-                raise
-            except Exception:  # isolate the failing rows
-                partial = {n: tracer.msngr.trace.nodes[n]["value"] for n in self.latents
-                           if n in tracer.msngr.trace.nodes}
-                return Simulations.concat(
-                    [self._run_row(partial, i, args, kwargs) for i in range(size)]
-                )
-        values = {n: self._rows(n, trace.nodes[n]["value"], size) for n in self.latents + self.data}
-        return self._assemble(values, size)
+            with poutine.trace() as tracer:
+                try:
+                    self._vectorized(size, fixed)(*args, **kwargs)
+                    failed = False
+                except DeclaredShapeError:  # a mistake in the model, not a failed simulation
+                    raise
+                except Exception:
+                    failed = True
+            if failed:  # isolate the failing rows
+                partial = self._values(tracer.trace, self.latents)
+                return Simulations.concat([self._run_row(partial, i, args, kwargs) for i in range(size)])
+        return self._assemble(self._values(tracer.trace, self.recorded, size), size)
 
-    def default_batch_size(self, num_simulations: int, spread: bool) -> int:
-        """Rows per batch when none is given (see :func:`simulate`)."""
-        row_bytes = sum(self.shapes[n].numel() for n in self.latents + self.data) * torch.get_default_dtype().itemsize
-        rows = max(1, BATCH_BYTES // max(1, row_bytes))
-        if spread:
-            rows = min(rows, math.ceil(num_simulations / MIN_BATCHES))
-        return min(rows, num_simulations)
-
-    def manifest(self, seed: int, num_simulations: int, batch_size: int, parameters: dict) -> dict:
-        """What identifies a campaign in a store: resuming with other values is refused."""
-        digest = hashlib.sha256()
-        for name in sorted(parameters):
-            digest.update(name.encode() + parameters[name].numpy().tobytes())
-        return {
-            "seed": seed,
-            "num_simulations": num_simulations,
-            "batch_size": batch_size,
-            "latent_sites": {n: list(self.shapes[n]) for n in self.latents},
-            "data_sites": {n: list(self.shapes[n]) for n in self.data},
-            "parameters_sha256": digest.hexdigest() if parameters else None,
-        }
-
-    def run_with_deadline(self, size: int, seed: int, fixed: dict, args, kwargs, timeout: float) -> Simulations:
-        """:meth:`run` in a child process killed after ``timeout * size`` seconds; if killed, each
-        row again in its own child with ``timeout`` seconds (rows seeded from ``(seed, row)``)."""
-        outcome = call_with_deadline(functools.partial(self.run, size, seed, fixed, args, kwargs), timeout * size)
+    def run_isolated(self, size: int, seed: int, fixed: dict, args, kwargs, timeout: float | None) -> Simulations:
+        """:meth:`run` in a forked child process, killed after ``timeout * size`` seconds (never
+        with ``timeout=None``). If the child is killed or dies (a simulator that segfaults), each
+        row again in its own child with ``timeout`` seconds (rows seeded from ``(seed, row)``):
+        rows that still fail are recorded as ``TIMEOUT`` or ``EXCEPTION``."""
+        deadline = None if timeout is None else timeout * size
+        outcome = call_with_deadline(functools.partial(self.run, size, seed, fixed, args, kwargs), deadline)
         if isinstance(outcome, Finished):
             return outcome.value
         partial = self._latents(size, seed, fixed, args, kwargs)
@@ -156,44 +142,65 @@ class BatchPlan:
                 rows.append(self._failed_row(partial, i, status, outcome.reason))
         return Simulations.concat(rows)
 
+    def default_batch_size(self, num_simulations: int) -> int:
+        """Rows per batch when none is given (see :func:`simulate`): the same on every executor,
+        so that the same seed gives the same rows anywhere."""
+        row_bytes = sum(self.shapes[n].numel() for n in self.recorded) * torch.get_default_dtype().itemsize
+        by_memory = max(1, BATCH_BYTES // max(1, row_bytes))
+        spread = max(MIN_BATCH_ROWS, math.ceil(num_simulations / MIN_BATCHES))
+        return min(by_memory, spread, num_simulations)
+
+    def manifest(self, seed: int, num_simulations: int, batch_size: int, parameters: dict) -> dict:
+        """What identifies a campaign in a store: ``campaign`` must match to resume at all,
+        ``fingerprint`` (code, prior, arguments, fixed parameters) unless the user overrides."""
+        return {
+            "campaign": {
+                "seed": seed,
+                "num_simulations": num_simulations,
+                "batch_size": batch_size,
+                "latent_sites": {n: list(self.shapes[n]) for n in self.latents},
+                "data_sites": {n: list(self.shapes[n]) for n in self.data},
+                "deterministic_sites": {n: list(self.shapes[n]) for n in self.deterministic},
+            },
+            "fingerprint": {**self.fingerprint, "parameters": describe(parameters)},
+        }
+
     def _latents(self, size: int, seed: int, fixed: dict, args, kwargs) -> dict[str, torch.Tensor]:
         """The latent values :meth:`run` draws for a batch, without calling the simulator."""
-        given = {n: v.reshape(self._vectorized_shape(n, size)) for n, v in fixed.items()}
-        blank = {n: torch.full(self._vectorized_shape(n, size), float("nan")) for n in self.data}
-        tracer = poutine.trace(poutine.condition(self._vectorized(size), data={**given, **blank}))
-        with seeded(seed), torch.no_grad(), contextlib.suppress(Exception):
-            tracer.get_trace(*args, **kwargs)
-        nodes = tracer.msngr.trace.nodes
-        return {n: nodes[n]["value"] for n in self.latents if n in nodes}
+        blank = {n: torch.full((size, *self.shapes[n]), float("nan")) for n in self.data}
+        with seeded(seed), torch.no_grad(), poutine.trace() as tracer, contextlib.suppress(Exception):
+            self._vectorized(size, {**fixed, **blank})(*args, **kwargs)
+        return self._values(tracer.trace, self.latents)
 
     def _seeded_row(self, partial: dict, i: int, seed: int, args, kwargs) -> Simulations:
         with seeded(seed), torch.no_grad():
             return self._run_row(partial, i, args, kwargs)
 
     def _failed_row(self, partial: dict, i: int, status: Status, message: str) -> Simulations:
-        values = {
-            n: self._rows(n, partial[n][i : i + 1], 1) if n in partial
-            else torch.full((1,) + self.shapes[n], float("nan"))
-            for n in self.latents + self.data
-        }
+        values = {n: self._rows(n, partial[n][i : i + 1], 1) for n in self.latents if n in partial}
         return self._assemble(values, 1, status, message)
 
     def _run_row(self, partial: dict, i: int, args, kwargs) -> Simulations:
-        fixed = {n: v[i : i + 1] for n, v in partial.items()}
-        tracer = poutine.trace(poutine.condition(self._vectorized(1), data=fixed))
-        try:
-            trace = tracer.get_trace(*args, **kwargs)
-        except Exception as err:
-            nodes = tracer.msngr.trace.nodes
-            values = {
-                n: self._rows(n, nodes[n]["value"], 1) if n in nodes and n not in self.data
-                else torch.full((1,) + self.shapes[n], float("nan"))
-                for n in self.latents + self.data
-            }
-            message = f"{type(err).__name__}: {err}"
-            return self._assemble(values, 1, Status.EXCEPTION, message)
-        return self._assemble({n: self._rows(n, trace.nodes[n]["value"], 1)
-                               for n in self.latents + self.data}, 1)
+        error = None
+        with poutine.trace() as tracer:
+            try:
+                self._vectorized(1, {n: v[i : i + 1] for n, v in partial.items()})(*args, **kwargs)
+            except DeclaredShapeError:
+                raise
+            except Exception as err:
+                error = err
+        if error is not None:
+            values = self._values(tracer.trace, self.latents, 1)
+            return self._assemble(values, 1, Status.EXCEPTION, f"{type(error).__name__}: {error}")
+        return self._assemble(self._values(tracer.trace, self.recorded, 1), 1)
+
+    def _values(self, trace, names: Sequence[str], size: int | None = None) -> dict[str, torch.Tensor]:
+        """The values of the sites ``names`` that ``trace`` reached; ``[size, *shape]`` each
+        when ``size`` is given, else as traced."""
+        nodes = trace.nodes
+        if size is None:
+            return {n: nodes[n]["value"] for n in names if n in nodes}
+        return {n: self._rows(n, nodes[n]["value"], size) for n in names if n in nodes}
 
     def _rows(self, name: str, value: torch.Tensor, size: int) -> torch.Tensor:
         shape = (size,) + self.shapes[name]
@@ -206,6 +213,9 @@ class BatchPlan:
         return value.reshape(shape).to(torch.get_default_dtype())
 
     def _assemble(self, values: dict, size: int, status: Status = Status.OK, message: str = "") -> Simulations:
+        """Rows of every recorded site (NaN where ``values`` lacks one, e.g. past a failure)."""
+        values = {n: values[n] if n in values else torch.full((size, *self.shapes[n]), float("nan"))
+                  for n in self.recorded}
         codes = torch.full((size,), int(status), dtype=torch.int8)
         messages = None if status == Status.OK else np.full(size, message, dtype=object)
         # a finite sum means every entry is finite (NaN and inf propagate): one cheap pass when all is well
@@ -219,40 +229,3 @@ class BatchPlan:
             messages = np.where((~finite).numpy(), "non-finite simulator output", "").astype(object)
         return Simulations(values, self.latents, self.data, codes, messages)
 
-
-class _DeclaredShapes(Messenger):
-    """Simulator sites with a declared ``event_shape`` yield NaN of their shape instead of
-    simulating: enough to read the model's sites without paying for a simulation."""
-
-    def _pyro_sample(self, msg):
-        if msg["value"] is None and is_simulator_site(msg) and simulator_of(msg).declared_event_shape is not None:
-            msg["value"] = torch.full(msg["fn"].shape(), float("nan"))
-
-
-def _probe_trace(model, seed: int, args, kwargs, attempts: int = 10):
-    """One un-vectorized run of ``model``, without simulating where the simulator's output shape
-    is declared (unless the model then fails on the placeholder); retried at other seeds if the
-    simulator raises."""
-    with seeded(derived_seed(seed, _PROBE)), torch.no_grad(), contextlib.suppress(Exception):
-        return poutine.trace(_DeclaredShapes()(model)).get_trace(*args, **kwargs)
-    for attempt in range(attempts):
-        with seeded(derived_seed(seed, _PROBE - attempt)), torch.no_grad():
-            try:
-                return poutine.trace(model).get_trace(*args, **kwargs)
-            except Exception as err:
-                error = err
-    raise RuntimeError(
-        f"the model raised in each of {attempts} trial runs, so no simulation can succeed; last error: "
-        f"{type(error).__name__}: {error}"
-    ) from error
-
-
-def _uncondition(model, names: Sequence[str]):
-    """``poutine.uncondition`` restricted to the sites ``names``."""
-
-    class _Selective(poutine.uncondition_messenger.UnconditionMessenger):
-        def _pyro_sample(self, msg):
-            if msg["name"] in names:
-                super()._pyro_sample(msg)
-
-    return _Selective()(model)

@@ -41,13 +41,16 @@ class Killed:
     reason: str
 
 
-def call_with_deadline(fn: Callable[[], Any], seconds: float) -> Finished | Killed:
-    """Call ``fn()`` in a forked child; kill the child if it has not returned after ``seconds``.
+def call_with_deadline(fn: Callable[[], Any], seconds: float | None) -> Finished | Killed:
+    """Call ``fn()`` in a forked child; kill the child if it has not returned after ``seconds``
+    (``None``: wait as long as it runs, e.g. to survive a simulator that crashes its process).
 
     ``fn``'s return value travels back by pickle; an exception it raises is re-raised here.
     """
     if not hasattr(os, "fork"):
-        raise RuntimeError("simulate(timeout=...) needs os.fork, which this platform lacks; drop timeout=")
+        raise RuntimeError(
+            "simulate(timeout=...) and isolate=True need os.fork, which this platform lacks; drop them"
+        )
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child, reported through the pipe
@@ -55,7 +58,7 @@ def call_with_deadline(fn: Callable[[], Any], seconds: float) -> Finished | Kill
         _child(fn, write_fd)
     os.close(write_fd)
     try:
-        payload = _read_until(read_fd, pid, time.monotonic() + seconds)
+        payload = _read_until(read_fd, pid, None if seconds is None else time.monotonic() + seconds)
     finally:
         os.close(read_fd)
     if payload is None:
@@ -69,12 +72,12 @@ def call_with_deadline(fn: Callable[[], Any], seconds: float) -> Finished | Kill
     raise value
 
 
-def _read_until(fd: int, pid: int, deadline: float) -> bytes | None:
+def _read_until(fd: int, pid: int, deadline: float | None) -> bytes | None:
     """Everything the child writes to ``fd``; ``None`` (child killed) if it is not done by ``deadline``."""
     parts = []
     while True:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and (left <= 0 or not select.select([fd], [], [], left)[0]):
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
             return None

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 
 import cloudpickle
 import torch
 
-__all__ = ["map_unordered", "resolve_executor"]
+__all__ = ["map_unordered", "recovery_executor", "resolve_executor", "worker_died"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -46,12 +48,15 @@ def resolve_executor(executor=None, workers: int | None = None) -> Iterator[Exec
         )
 
 
-def map_unordered(fn: Callable[[T], R], items: Sequence[T], executor: Executor | None) -> Iterator[tuple[T, R]]:
+def map_unordered(
+    fn: Callable[[T], R], items: Sequence[T], executor: Executor | None, lost: list[T] | None = None
+) -> Iterator[tuple[T, R]]:
     """``(item, fn(item))`` for every item, in order of completion.
 
     With ``executor=None`` the calls run here, in order. Otherwise ``fn`` is cloudpickled once
     and every item is submitted; when the caller stops early (an error), the calls not yet
-    started are cancelled.
+    started are cancelled. With a list ``lost``, the items whose worker process died (see
+    :func:`worker_died`) are appended to it instead of raising; the others still complete.
     """
     if executor is None:
         for item in items:
@@ -61,10 +66,36 @@ def map_unordered(fn: Callable[[T], R], items: Sequence[T], executor: Executor |
     futures = {executor.submit(_call, blob, item): item for item in items}
     try:
         for future in as_completed(futures):
-            yield futures[future], future.result()
+            try:
+                result = future.result()
+            except Exception as err:
+                if lost is None or not worker_died(err):
+                    raise
+                lost.append(futures[future])
+                continue
+            yield futures[future], result
     finally:
         for future in futures:
             future.cancel()
+
+
+def worker_died(error: BaseException) -> bool:
+    """Whether ``error`` says a worker process died (a process pool broken, dask's
+    ``KilledWorker``) rather than the function raising."""
+    return isinstance(error, BrokenProcessPool) or any(t.__name__ == "KilledWorker" for t in type(error).__mro__)
+
+
+@contextlib.contextmanager
+def recovery_executor(executor, workers: int | None) -> Iterator[Executor]:
+    """Where to run again what a dead worker lost: the same dask cluster (it replaces its
+    workers), else a fresh local pool of the same size (a broken pool takes no more work)."""
+    if executor is not None and not isinstance(executor, ProcessPoolExecutor):
+        with resolve_executor(executor) as pool:
+            yield pool
+        return
+    size = workers or getattr(executor, "_max_workers", None) or os.cpu_count() or 1
+    with resolve_executor(workers=size) as pool:
+        yield pool
 
 
 @functools.lru_cache(maxsize=4)

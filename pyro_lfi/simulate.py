@@ -1,11 +1,13 @@
 """A simulation campaign: the model run forward in batches, each under a seed derived from the
-campaign seed, here or on workers, optionally streamed to a resumable store."""
+campaign seed, here, on threads or on workers, optionally streamed to a resumable store."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .batch_plan import BatchPlan
-from .executors import map_unordered, resolve_executor
+from .executors import map_unordered, recovery_executor, resolve_executor
 from .seeding import derived_seed
 from .simulations import Simulations
 from .store import SimulationStore
@@ -35,32 +37,40 @@ def simulate(
     workers: int | None = None,
     store: str | os.PathLike | None = None,
     timeout: float | None = None,
+    isolate: bool = False,
+    force: bool = False,
     **kwargs,
 ) -> Simulations:
     """Simulate ``model(*args, **kwargs)`` ``num_simulations`` times.
 
     The model runs vectorized under a :class:`pyro.plate` of ``batch_size`` rows at a time, with
     its observed sites un-conditioned, so every latent site is drawn from the prior and every
-    data site from the simulator. A batch whose simulator raises is re-run row by row so that
-    only the failing rows are lost; those rows, rows with NaN or inf outputs and rows that ran
-    past ``timeout`` are kept with their parameters and marked invalid (see
-    :class:`~pyro_lfi.simulations.Status` and :meth:`~pyro_lfi.Simulations.summary`).
+    data site from the simulator; ``pyro.deterministic`` sites are recorded too. A batch whose
+    simulator raises is re-run row by row so that only the failing rows are lost; those rows,
+    rows with NaN or inf outputs and rows that ran past ``timeout`` are kept with their
+    parameters and marked invalid (see :class:`~pyro_lfi.simulations.Status` and
+    :meth:`~pyro_lfi.Simulations.summary`).
 
     Batch ``c`` (rows ``c * batch_size`` onwards) runs under its own seed derived from
-    ``(seed, c)``: the same seed and batch size give the same simulations on any executor and
-    any number of workers, and the global RNG state is left untouched.
+    ``(seed, c)``, and the default batch size depends only on the model and
+    ``num_simulations``: the same seed gives the same simulations in this process, on any
+    executor and number of workers, with or without ``timeout``, ``isolate`` or a store, and
+    the global RNG state is left untouched.
+
+    Before the campaign the model runs once to read its sites; a simulator whose output shape
+    is declared (``Simulator(..., event_shape=...)``) is not called for that, and an undeclared
+    one is tried at other parameters until one simulation succeeds (see :mod:`pyro_lfi.probe`).
 
     :param model: a Pyro model whose data sites are :class:`~pyro_lfi.Simulator` sites.
     :param num_simulations: number of rows.
     :param seed: campaign seed (drawn at random and recorded if omitted; read from ``store``
         when resuming).
     :param batch_size: rows per vectorized model call; also the unit of work sent to a worker
-        and written to the store. ``None`` (default): as many rows as hold :data:`~pyro_lfi.batch_plan.BATCH_BYTES` of
-        site values (a million rows of a few numbers run as one call, long traces in smaller
-        batches), and at most ``num_simulations /`` :data:`~pyro_lfi.batch_plan.MIN_BATCHES` when the batches run on
-        workers, go to a store or have a ``timeout``, so that they spread over the workers and
-        an interrupted campaign keeps most of its work. Pass a number when the simulator needs
-        much more memory per row than its outputs take.
+        and written to the store. ``None`` (default): ``num_simulations /``
+        :data:`~pyro_lfi.batch_plan.MIN_BATCHES` rows, but at least
+        :data:`~pyro_lfi.batch_plan.MIN_BATCH_ROWS` and at most as many as hold
+        :data:`~pyro_lfi.batch_plan.BATCH_BYTES` of site values. Pass a number when the
+        simulator needs much more memory per row than its outputs take.
     :param observed: which observed sites to un-condition (default: all of them). Latent sites
         fixed with :func:`pyro.condition` count as observed; fix them with :func:`pyro.poutine.do`
         to keep them fixed here.
@@ -69,15 +79,23 @@ def simulate(
         latent sites are drawn from the prior given them.
     :param progress: show a progress bar (simulations per second, failures, time left).
     :param executor: run the batches on a :class:`concurrent.futures.Executor` (a process
-        pool, ``dask.distributed.Client.get_executor()``) or a dask ``Client``; the model is
-        shipped with cloudpickle. Default: this process.
+        pool, ``dask.distributed.Client.get_executor()``, a thread pool) or a dask ``Client``;
+        the model is shipped with cloudpickle. Default: this process. Pyro's effect handlers
+        are global to a process, so on threads the batches take turns.
     :param workers: shorthand for a pool of this many local worker processes.
-    :param store: a directory; each finished batch is written there atomically as NetCDF (see
-        :mod:`pyro_lfi.store`), and calling again with the same arguments resumes: only the
-        missing batches run.
+    :param store: a directory; each finished batch is written there atomically as NetCDF, and
+        calling again resumes: only the missing batches run (see :mod:`pyro_lfi.store` for
+        what is checked, the lock and the repair of damaged files).
     :param timeout: seconds one simulation may take. A batch runs in a forked child process
         killed after ``timeout * rows``; a killed batch is re-run row by row, each row with
         ``timeout`` seconds, and rows that still run over are marked ``Status.TIMEOUT``.
+    :param isolate: run every batch in a forked child process (implied by ``timeout``), so that
+        a simulator that crashes its process (a segfault in foreign code) loses only its row,
+        marked ``Status.EXCEPTION``. Batches whose worker process died are re-run this way
+        automatically.
+    :param force: resume a ``store`` even though the model's or simulator's code, the prior,
+        the arguments or the fixed parameters changed (the sites, shapes, seed and batching
+        must still agree). Only for changes that do not alter the rows.
     """
     if num_simulations < 1:
         raise ValueError(f"num_simulations must be positive, got {num_simulations}")
@@ -86,48 +104,95 @@ def simulate(
     if timeout is not None and not timeout > 0:
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
     if seed is None and store is not None:
-        seed = (SimulationStore.read_manifest(store) or {}).get("seed") if Path(store).is_dir() else None
+        manifest = SimulationStore.read_manifest(store) if Path(store).is_dir() else None
+        seed = (manifest or {}).get("campaign", {}).get("seed")
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0])
-    plan = BatchPlan.probe(model, observed, seed, args, kwargs)
+    isolate = isolate or timeout is not None
+    plan = BatchPlan.probe(model, observed, seed, args, kwargs, isolate, timeout)
     parameters = plan.check_parameters(parameters or {}, num_simulations)
-    if batch_size is None:
-        spread = executor is not None or workers is not None or store is not None or timeout is not None
-        batch_size = plan.default_batch_size(num_simulations, spread)
-    chunks = [
-        _Chunk(c, start, min(batch_size, num_simulations - start), derived_seed(seed, c))
+    batch_size = batch_size or plan.default_batch_size(num_simulations)
+    batches = [
+        _Batch(c, start, min(batch_size, num_simulations - start), derived_seed(seed, c))
         for c, start in enumerate(range(0, num_simulations, batch_size))
     ]
+    job = _Job(plan, args, kwargs, timeout, isolate)
     disk = None if store is None else SimulationStore(
-        store, plan.manifest(seed, num_simulations, batch_size, parameters)
+        store, plan.manifest(seed, num_simulations, batch_size, parameters), force=force
     )
-    parts = {c: disk.read(c) for c in disk.completed()} if disk else {}
-    todo = [c.with_parameters(parameters) for c in chunks if c.index not in parts]
-    job = _Job(plan, args, kwargs, timeout)
-    done = sum(len(p) for p in parts.values())
-    failed = sum(len(p) - p.num_valid for p in parts.values())
-    with (
-        tqdm(total=num_simulations, initial=done, unit="sim", disable=not progress, desc="simulate") as bar,
-        resolve_executor(executor, workers) as pool,
-    ):
-        bar.set_postfix(failed=failed)
-        for chunk, sims in map_unordered(job, todo, pool):
-            sims.seed = seed
-            if disk:
-                disk.write(chunk.index, sims)
-            parts[chunk.index] = sims
-            failed += len(sims) - sims.num_valid
-            bar.set_postfix(failed=failed, refresh=False)
-            bar.update(len(sims))
-    sims = Simulations.concat([parts[c.index] for c in chunks])
+    with disk or contextlib.nullcontext():
+        parts = _read_back(disk, batches, plan) if disk else {}
+        todo = [b.with_parameters(parameters) for b in batches if b.index not in parts]
+        done = sum(len(p) for p in parts.values())
+        failed = sum(len(p) - p.num_valid for p in parts.values())
+        with tqdm(total=num_simulations, initial=done, unit="sim", disable=not progress, desc="simulate") as bar:
+            bar.set_postfix(failed=failed)
+            for batch, sims in _run_batches(job, todo, executor, workers):
+                sims.seed = seed
+                if disk:
+                    disk.write(batch.index, sims)
+                parts[batch.index] = sims
+                failed += len(sims) - sims.num_valid
+                bar.set_postfix(failed=failed, refresh=False)
+                bar.update(len(sims))
+    sims = Simulations.concat([parts[b.index] for b in batches])
     sims.seed = seed
     if sims.num_valid == 0:
         warnings.warn(f"all {len(sims)} simulations are invalid: {sims.message[0]}", stacklevel=2)
     return sims
 
 
+def _read_back(disk: SimulationStore, batches: list[_Batch], plan: BatchPlan) -> dict[int, Simulations]:
+    """The batches a store already holds; a file that cannot be read back, or holds other rows
+    than its batch should, is quarantined, so that its batch is simulated again."""
+    parts = {}
+    for index in disk.completed():
+        if index >= len(batches):
+            continue
+        try:
+            sims = disk.read(index)
+            problem = _mismatch(sims, batches[index], plan)
+        except Exception as err:
+            problem = f"{type(err).__name__}: {err}"
+        if problem:
+            moved = disk.quarantine(index)
+            warnings.warn(
+                f"batch {index} of the store {str(disk.path)!r} could not be read back ({problem}); the file was "
+                f"moved to {str(moved)!r} and the batch is simulated again under its own seed",
+                stacklevel=3,
+            )
+        else:
+            parts[index] = sims
+    return parts
+
+
+def _mismatch(sims: Simulations, batch: _Batch, plan: BatchPlan) -> str:
+    if len(sims) != batch.size:
+        return f"{len(sims)} rows instead of {batch.size}"
+    if set(sims.values) != set(plan.recorded):
+        return f"sites {sorted(sims.values)} instead of {sorted(plan.recorded)}"
+    wrong = [n for n in plan.recorded if sims.values[n].shape[1:] != plan.shapes[n]]
+    return f"sites {wrong} of another shape" if wrong else ""
+
+
+def _run_batches(job: _Job, batches: list[_Batch], executor, workers) -> Iterator[tuple[_Batch, Simulations]]:
+    """``(batch, rows)`` as each finishes; batches lost with a worker process that died are run
+    again, each in a process of its own, so a crashing simulator costs only its row."""
+    lost: list[_Batch] = []
+    with resolve_executor(executor, workers) as pool:
+        yield from map_unordered(job, batches, pool, lost)
+    if lost:
+        warnings.warn(
+            f"a worker process died while simulating batches {sorted(b.index for b in lost)}; they are simulated "
+            "again in processes of their own (isolate=True), row by row where a batch's process dies again",
+            stacklevel=3,
+        )
+        with recovery_executor(executor, workers) as pool:
+            yield from map_unordered(replace(job, isolate=True), lost, pool)
+
+
 @dataclass(frozen=True)
-class _Chunk:
+class _Batch:
     """One batch of a campaign: rows ``start:start + size`` under seed ``seed``."""
 
     index: int
@@ -136,21 +201,28 @@ class _Chunk:
     seed: int
     fixed: dict[str, torch.Tensor] = field(default_factory=dict)
 
-    def with_parameters(self, parameters: dict[str, torch.Tensor]) -> _Chunk:
+    def with_parameters(self, parameters: dict[str, torch.Tensor]) -> _Batch:
         rows = slice(self.start, self.start + self.size)
         return replace(self, fixed={n: v[rows] for n, v in parameters.items()})
 
 
+#: Pyro's effect handlers and the RNGs are global to a process: batches on threads take turns.
+_MODEL_LOCK = threading.Lock()
+
+
 @dataclass(frozen=True)
 class _Job:
-    """What a worker does with a chunk: run the model on it (under a deadline if ``timeout``)."""
+    """What a worker does with a batch: run the model on it, in a child process if ``isolate``
+    (killed after ``timeout`` seconds a row, if given)."""
 
     plan: BatchPlan
     args: tuple
     kwargs: dict
     timeout: float | None
+    isolate: bool
 
-    def __call__(self, chunk: _Chunk) -> Simulations:
-        if self.timeout is None:
-            return self.plan.run(chunk.size, chunk.seed, chunk.fixed, self.args, self.kwargs)
-        return self.plan.run_with_deadline(chunk.size, chunk.seed, chunk.fixed, self.args, self.kwargs, self.timeout)
+    def __call__(self, batch: _Batch) -> Simulations:
+        with _MODEL_LOCK:
+            if not self.isolate:
+                return self.plan.run(batch.size, batch.seed, batch.fixed, self.args, self.kwargs)
+            return self.plan.run_isolated(batch.size, batch.seed, batch.fixed, self.args, self.kwargs, self.timeout)

@@ -24,7 +24,8 @@ class Status(enum.IntEnum):
 class Simulations:
     """Simulated rows: ``values[name]`` has shape ``[num_simulations, *site_shape]``.
 
-    :ivar values: every sample site (latents and simulator outputs) by name.
+    :ivar values: every recorded site by name: latents, simulator outputs and
+        ``pyro.deterministic`` sites (NaN where a failed simulation never reached them).
     :ivar latent_names: names of the latent sites (the parameters).
     :ivar observed_names: names of the simulated data sites.
     :ivar status: per-row :class:`Status` code (``int8``); rows with ``status != OK`` are kept,
@@ -160,7 +161,7 @@ class Simulations:
         data_vars = {}
         for name, value in self.values.items():
             dims = ("simulation",) + tuple(f"{name}_dim_{i}" for i in range(value.dim() - 1))
-            kind = "latent" if name in self.latent_names else "observed"
+            kind = "latent" if name in self.latent_names else "observed" if name in self.observed_names else "other"
             data_vars[name] = xr.Variable(dims, value.detach().cpu().numpy(), {"role": kind})
         data_vars["status"] = xr.Variable(("simulation",), self.status.numpy().astype(np.int8))
         data_vars["message"] = xr.Variable(("simulation",), self.message.astype(str))

@@ -39,11 +39,17 @@ def _event_dims_of(param: torch.Tensor, batch_shape: torch.Size) -> int:
 class Simulator(TorchDistribution):
     r"""A data site whose distribution :math:`p(x \mid \theta)` can be sampled but not scored.
 
-    ``Simulator(fn, *params)`` samples by calling ``fn(*params)``. With ``batched=True``
-    (default) ``fn`` maps parameters with leading batch dims to outputs with the same leading
-    dims, ``batch_shape + event_shape``; with ``batched=False`` it maps one parameter set to one
-    output and the batch is looped over in Python. ``fn`` may take and return torch tensors or
-    numpy arrays.
+    ``Simulator(fn, *params)`` samples by calling ``fn(*params)``. The calling convention:
+
+    * ``batched=True`` (default): ``fn`` is always called with exactly one leading batch dim,
+      each parameter of shape ``(N, *param_event_shape)`` with ``N >= 1`` (also for a single
+      simulation), and must return ``(N, *event_shape)``: one row per parameter row, as sbi
+      and sbibm simulators are written (``theta[:, 0]``, ``theta.shape[0]``). The dims of
+      enclosing plates are flattened into ``N`` before the call and restored after it.
+    * ``batched=False``: ``fn`` receives one parameter set, ``param_event_shape`` each, and
+      returns one output of ``event_shape``; the rows are looped over in Python.
+
+    ``fn`` may take and return torch tensors or numpy arrays.
 
     The batch shape comes from the enclosing :class:`pyro.plate` (Pyro expands the site), and
     each parameter is broadcast to it: its own event dims are inferred as the fewest rightmost
@@ -123,21 +129,16 @@ class Simulator(TorchDistribution):
 
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
         shape = torch.Size(sample_shape) + self.batch_shape
-        params = self.broadcast_params(shape)
-        with torch.no_grad():
-            if self.batched:
-                x = _as_tensor(self.fn(*params))
-            else:
-                x = self._loop(params, shape)
-        return self._checked(x, shape)
-
-    def _loop(self, params: tuple[torch.Tensor, ...], shape: torch.Size) -> torch.Tensor:
         n = shape.numel()
-        flat = [p.reshape((n,) + p.shape[len(shape) :]) for p in params]
+        flat = tuple(p.reshape((n,) + p.shape[len(shape) :]) for p in self.broadcast_params(shape))
+        if n == 0:
+            return torch.empty(shape + (self.declared_event_shape or torch.Size()))
+        with torch.no_grad():
+            x = _as_tensor(self.fn(*flat)) if self.batched else self._loop(flat, n)
+        return self._checked(x, n).reshape(shape + x.shape[1:])
+
+    def _loop(self, flat: tuple[torch.Tensor, ...], n: int) -> torch.Tensor:
         outputs = [_as_tensor(self.fn(*(p[i] for p in flat))) for i in range(n)]
-        if not outputs:
-            event = self.declared_event_shape or torch.Size()
-            return torch.empty(shape + event)
         first = outputs[0].shape
         for i, o in enumerate(outputs):
             if o.shape != first:
@@ -145,16 +146,17 @@ class Simulator(TorchDistribution):
                     f"simulator returned shape {tuple(o.shape)} for simulation {i} but "
                     f"{tuple(first)} for simulation 0: every simulation must have the same shape"
                 )
-        return torch.stack(outputs).reshape(shape + first)
+        return torch.stack(outputs)
 
-    def _checked(self, x: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-        if tuple(x.shape[: len(shape)]) != tuple(shape):
+    def _checked(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        """``x`` of shape ``(n, *event_shape)``, in the default float dtype."""
+        if x.dim() == 0 or x.shape[0] != n:
             raise SimulatorShapeError(
-                f"simulator returned shape {tuple(x.shape)} for parameters with batch shape "
-                f"{tuple(shape)}: its output must start with the batch dims "
-                "(use batched=False for a simulator of one parameter set at a time)"
+                f"simulator {self._name} returned shape {tuple(x.shape)} for {n} parameter row(s): a batched "
+                f"simulator is called with parameters of shape (N, *param_shape) and must return (N, *event_shape), "
+                f"here N = {n} (use batched=False for a simulator of one parameter set at a time)"
             )
-        event = x.shape[len(shape) :]
+        event = x.shape[1:]
         if self.declared_event_shape is not None and event != self.declared_event_shape:
             raise DeclaredShapeError(
                 f"simulator returned outputs of event shape {tuple(event)}, "
@@ -174,9 +176,12 @@ class Simulator(TorchDistribution):
             "For a tractable version of the model, replace the Simulator site by a distribution."
         )
 
+    @property
+    def _name(self) -> str:
+        return getattr(self.fn, "__name__", type(self.fn).__name__)
+
     def __repr__(self) -> str:
-        name = getattr(self.fn, "__name__", type(self.fn).__name__)
-        return f"Simulator({name}, batch_shape={tuple(self.batch_shape)}, batched={self.batched})"
+        return f"Simulator({self._name}, batch_shape={tuple(self.batch_shape)}, batched={self.batched})"
 
 
 def _as_tensor(x) -> torch.Tensor:

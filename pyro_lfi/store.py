@@ -1,14 +1,31 @@
-"""A simulation campaign on disk: one NetCDF file per finished chunk, written atomically.
+"""A simulation campaign on disk: one NetCDF file per finished batch, written atomically.
 
 Layout of a store directory::
 
-    campaign.json          what the campaign is (seed, size, chunking, sites): checked on resume
-    chunk-000000000.nc     rows of chunk 0 (xarray Dataset, see Simulations.to_xarray)
+    campaign.json          what the campaign is: checked on resume
+    campaign.lock          held by the one process running the campaign
+    chunk-000000000.nc     rows of batch 0 (xarray Dataset, see Simulations.to_xarray)
     chunk-000000001.nc     ...
+    quarantine/            chunk files that could not be read back, kept for inspection
 
-A chunk file is written under a temporary name, flushed to disk and renamed: a file with the
-final name is always complete, so a campaign killed at any moment loses at most the chunks that
-were running. The store opens without pyro_lfi::
+The guarantees:
+
+* **Atomic batches.** A chunk file is written under a temporary name, flushed to disk and
+  renamed: a file with the final name is complete, so a campaign killed at any moment loses at
+  most the batches that were running.
+* **The same campaign, or none.** ``campaign.json`` records the seed, the batching and the sites
+  and shapes (which must match to resume at all) and a fingerprint of what makes the rows: the
+  model's and each simulator's code, the prior's parameters, the model's arguments and any fixed
+  parameters. Resuming with a different fingerprint is refused with the differences listed
+  (floats compared with a tolerance, so a store moves between machines), unless
+  ``force=True`` says the change does not alter the rows.
+* **One process at a time.** The lock names the process that holds it; a lock left by a
+  process that died is taken over.
+* **Damage is repaired.** A chunk that cannot be read back (truncated, corrupted) is moved to
+  ``quarantine/`` and its batch simulated again: every batch's seed is derived from the
+  campaign seed, so the campaign ends with the same rows.
+
+The store opens without pyro_lfi::
 
     xr.open_mfdataset("store/chunk-*.nc", combine="nested", concat_dim="simulation")
 """
@@ -18,12 +35,20 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import tempfile
+import time
 from pathlib import Path
 
+from .fingerprint import differences
 from .simulations import Simulations
 
-__all__ = ["CampaignMismatchError", "SimulationStore"]
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
+__all__ = ["CampaignMismatchError", "SimulationStore", "StoreInUseError"]
 
 _CHUNK = re.compile(r"^chunk-(\d{9})\.nc$")
 
@@ -32,35 +57,46 @@ class CampaignMismatchError(ValueError):
     """Raised when a store on disk holds a different campaign than the one asked for."""
 
 
+class StoreInUseError(RuntimeError):
+    """Raised when another process is running a campaign in the same store."""
+
+
 class SimulationStore:
-    """The chunk files of one campaign in the directory ``path``.
+    """The chunk files of one campaign in the directory ``path``; a context manager that holds
+    the store's lock while it is open.
 
     :param path: the store directory (created if missing).
-    :param manifest: JSON-serializable description of the campaign; an existing store must
-        have been made by a campaign with the same description.
+    :param manifest: ``{"campaign": ..., "fingerprint": ...}``, JSON-serializable; an existing
+        store must have the same ``campaign`` and (unless ``force``) the same ``fingerprint``.
+    :param force: resume even though the fingerprint differs.
     """
 
     MANIFEST = "campaign.json"
+    LOCK = "campaign.lock"
+    QUARANTINE = "quarantine"
 
-    def __init__(self, path: str | os.PathLike, manifest: dict):
+    def __init__(self, path: str | os.PathLike, manifest: dict, force: bool = False):
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():
             raise ValueError(f"store={str(path)!r} is a file; give a directory path for the campaign store")
+        self.manifest = json.loads(json.dumps(manifest))  # normalize tuples to lists
+        self.force = force
+        self._lock_fd: int | None = None
+
+    def __enter__(self) -> SimulationStore:
         self.path.mkdir(parents=True, exist_ok=True)
-        manifest = json.loads(json.dumps(manifest))  # normalize tuples to lists
-        stored = self.read_manifest(self.path)
-        if stored is None:
-            self._write_atomic(self.path / self.MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=1)))
-        elif stored != manifest:
-            diff = {k: (stored.get(k), manifest.get(k)) for k in manifest.keys() | stored.keys()
-                    if stored.get(k) != manifest.get(k)}
-            raise CampaignMismatchError(
-                f"the store {str(self.path)!r} holds a different campaign; differences (stored, asked): "
-                f"{diff}. Re-run with the stored settings to resume, or give a new store path"
-            )
-        self.manifest = manifest
-        for stale in self.path.glob(".chunk-*.tmp"):  # left by a campaign killed while writing
-            stale.unlink(missing_ok=True)
+        self._acquire()
+        try:
+            self._check_manifest()
+            for stale in self.path.glob(".chunk-*.tmp"):  # left by a campaign killed while writing
+                stale.unlink(missing_ok=True)
+        except BaseException:
+            self._release()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._release()
 
     @classmethod
     def read_manifest(cls, path: str | os.PathLike) -> dict | None:
@@ -69,18 +105,80 @@ class SimulationStore:
         return json.loads(file.read_text()) if file.exists() else None
 
     def completed(self) -> list[int]:
-        """Indices of the chunks already on disk."""
+        """Indices of the batches already on disk."""
         return sorted(int(m.group(1)) for f in os.listdir(self.path) if (m := _CHUNK.match(f)))
 
     def chunk_path(self, chunk: int) -> Path:
         return self.path / f"chunk-{chunk:09d}.nc"
 
     def write(self, chunk: int, sims: Simulations) -> None:
-        """Write the rows of ``chunk`` atomically."""
+        """Write the rows of batch ``chunk`` atomically."""
         self._write_atomic(self.chunk_path(chunk), lambda p: sims.to_xarray().to_netcdf(p))
 
     def read(self, chunk: int) -> Simulations:
         return Simulations.load(self.chunk_path(chunk))
+
+    def quarantine(self, chunk: int) -> Path:
+        """Move batch ``chunk``'s file out of the store (to be simulated again); its new path."""
+        folder = self.path / self.QUARANTINE
+        folder.mkdir(exist_ok=True)
+        target = folder / f"{self.chunk_path(chunk).name}.{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        os.replace(self.chunk_path(chunk), target)
+        return target
+
+    # -- the manifest ---------------------------------------------------------------------------
+
+    def _check_manifest(self) -> None:
+        stored = self.read_manifest(self.path)
+        if stored is None:
+            self._write_atomic(self.path / self.MANIFEST, lambda p: p.write_text(json.dumps(self.manifest, indent=1)))
+            return
+        if "campaign" not in stored:
+            raise CampaignMismatchError(
+                f"the store {str(self.path)!r} was written by an older version of pyro_lfi without a campaign "
+                "fingerprint: load its chunks with xarray, or give a new store path"
+            )
+        hard = differences(stored["campaign"], self.manifest["campaign"])
+        if hard:
+            raise CampaignMismatchError(
+                f"the store {str(self.path)!r} holds a different campaign: " + "; ".join(hard)
+                + ". Re-run with the stored settings to resume, or give a new store path"
+            )
+        soft = differences(stored["fingerprint"], self.manifest["fingerprint"])
+        if soft and not self.force:
+            raise CampaignMismatchError(
+                f"the store {str(self.path)!r} was made by a different model, simulator, prior or arguments, "
+                "and resuming it would mix rows of both: " + "; ".join(soft[:10])
+                + (f"; and {len(soft) - 10} more" if len(soft) > 10 else "")
+                + ". Give a new store path, or pass force=True if the change does not alter the rows"
+            )
+
+    # -- the lock -------------------------------------------------------------------------------
+
+    def _acquire(self) -> None:
+        """Take the store's lock: an advisory ``flock``, released by the kernel when its process
+        dies, so a stale lock needs no clean-up (where ``flock`` is missing, as on Windows, the
+        file only records the last user)."""
+        path = self.path / self.LOCK
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(fd, 4096).decode(errors="replace").strip() or "another process"
+                os.close(fd)
+                raise StoreInUseError(
+                    f"the store {str(self.path)!r} is in use by {holder}: one campaign per store at a time. "
+                    "Wait for it to finish, or give another store path"
+                ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"process {os.getpid()} on {socket.gethostname()} since {time.ctime()}".encode())
+        self._lock_fd = fd
+
+    def _release(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
 
     def _write_atomic(self, target: Path, write) -> None:
         fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{target.name}.", suffix=".tmp")

@@ -1,5 +1,7 @@
 """Simulators for the parallel, store and failure tests (importable by subprocesses and workers)."""
 
+import os
+import signal
 import time
 
 import pyro
@@ -36,3 +38,16 @@ def treacherous(theta):
 def treacherous_model(x=None):
     theta = pyro.sample("theta", dist.Uniform(-1.0, 1.0).expand([2]).to_event(1))
     return pyro.sample("x", lfi.Simulator(treacherous, theta, batched=False), obs=x)
+
+
+def crashing(theta):
+    """One parameter set at a time: kills its own process (a segfault in foreign code) where
+    theta[0] > 0.8, and returns theta plus noise elsewhere."""
+    if float(theta[0]) > 0.8:
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return theta + 0.1 * torch.randn(2)
+
+
+def crashing_model(x=None):
+    theta = pyro.sample("theta", dist.Uniform(-1.0, 1.0).expand([2]).to_event(1))
+    return pyro.sample("x", lfi.Simulator(crashing, theta, batched=False, event_shape=(2,)), obs=x)
