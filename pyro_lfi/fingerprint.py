@@ -25,11 +25,13 @@ __all__ = ["code_identity", "describe", "differences", "distribution_identity"]
 
 #: Tensors with at most this many entries are written out; larger ones as moments.
 MAX_LISTED = 64
+#: How deep functions captured by closures are followed.
+MAX_DEPTH = 3
 #: Relative tolerance of float comparisons (rounding differs between CPUs, not more).
 RTOL = 1e-5
 
 
-def describe(value) -> object:
+def describe(value, depth: int = 0) -> object:
     """A JSON description of ``value`` (tensors, arrays, numbers, strings, containers, code)."""
     if isinstance(value, torch.Tensor | np.ndarray):
         array = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value)
@@ -48,29 +50,31 @@ def describe(value) -> object:
     if isinstance(value, numbers.Number):
         return float(value) if isinstance(value, numbers.Real) else str(value)
     if isinstance(value, dict):
-        return {str(k): describe(v) for k, v in value.items()}
+        return {str(k): describe(v, depth) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [describe(v) for v in value]
+        return [describe(v, depth) for v in value]
     if callable(value):
-        return code_identity(value)
+        return code_identity(value, depth + 1)
     return _stable_repr(value)
 
 
-def code_identity(fn: Callable) -> dict:
+def code_identity(fn: Callable, depth: int = 0) -> dict:
     """Name and a hash of the source of ``fn`` (a function, a partial, a callable object or a
-    Pyro-wrapped model), plus the values its closure captured."""
+    Pyro-wrapped model), plus the values its closure captured (functions among them to a
+    depth of :data:`MAX_DEPTH`)."""
     if isinstance(fn, functools.partial):
-        return {"partial": code_identity(fn.func), "args": describe(fn.args), "kwargs": describe(fn.keywords)}
+        return {"partial": code_identity(fn.func, depth), "args": describe(fn.args, depth),
+                "kwargs": describe(fn.keywords, depth)}
     inner = getattr(fn, "fn", None)  # pyro.poutine handlers wrap the model they were given
     if inner is not None and callable(inner) and not inspect.isfunction(fn):
-        return {"wrapper": type(fn).__name__, "fn": code_identity(inner)}
-    target = fn if inspect.isfunction(fn) or inspect.ismethod(fn) else type(fn).__call__
+        return {"wrapper": type(fn).__name__, "fn": code_identity(inner, depth)}
+    target = fn if inspect.isfunction(fn) or inspect.ismethod(fn) else type(fn)  # an object: its class
     name = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', type(fn).__qualname__)}"
     identity: dict = {"name": name, "code": _source_hash(target)}
     cells = getattr(inspect.unwrap(target), "__closure__", None) or ()
     captured = [c.cell_contents for c in cells if _has_contents(c)]
-    if captured:
-        identity["closure"] = [describe(v) for v in captured if not callable(v) or inspect.isfunction(v)]
+    if captured and depth < MAX_DEPTH:
+        identity["closure"] = [describe(v, depth) for v in captured if not callable(v) or inspect.isfunction(v)]
     return identity
 
 

@@ -130,3 +130,24 @@ def test_a_simulator_that_kills_its_worker_loses_only_its_rows():
     assert all("SIGSEGV" in m for m in pooled.message[crashed.numpy()])
     # in this process, isolate=True survives the same simulator with the same rows
     assert_same(pooled, lfi.simulate(crashing_model, 120, isolate=True, **kwargs))
+
+
+def test_fingerprints_of_code_and_large_tensors():
+    from pyro_lfi.fingerprint import code_identity, describe, differences
+
+    def countdown(n):  # a closure that captures itself
+        return n if n <= 0 else countdown(n - 1)
+
+    assert code_identity(countdown)["code"] == code_identity(countdown)["code"]
+
+    class Simulator:
+        def __init__(self, gain):
+            self.gain = gain
+
+        def __call__(self, theta):
+            return self.gain * theta
+
+    assert code_identity(Simulator(1.0))["name"].endswith("Simulator")
+    big = torch.linspace(0.0, 1.0, 10_000)
+    assert differences(describe(big), describe(big * (1 + 1e-7))) == []
+    assert differences(describe(big), describe(big.flip(0)))  # same values, other order
