@@ -28,8 +28,8 @@ _PLATE = "_lfi_simulations"
 BATCH_BYTES = 32 * 2**20
 #: ... number at least this many, so that they spread over workers and a store resumes finely ...
 MIN_BATCHES = 64
-#: ... unless that would make them smaller than this many rows.
-MIN_BATCH_ROWS = 256
+#: ... unless that would make them smaller than this many rows, for vectorized simulators.
+MIN_BATCH_ROWS = 4096
 
 
 @dataclass(frozen=True)
@@ -143,12 +143,14 @@ class BatchPlan:
         return Simulations.concat(rows)
 
     def default_batch_size(self, num_simulations: int) -> int:
-        """Rows per batch when none is given (see :func:`simulate`): the same on every executor,
-        so that the same seed gives the same rows anywhere."""
+        """Rows per batch when none is given (see :func:`simulate`). It depends on the model
+        alone, not on where the batches run, so that the same seed gives the same rows anywhere."""
         row_bytes = sum(self.shapes[n].numel() for n in self.recorded) * torch.get_default_dtype().itemsize
-        by_memory = max(1, BATCH_BYTES // max(1, row_bytes))
-        spread = max(MIN_BATCH_ROWS, math.ceil(num_simulations / MIN_BATCHES))
-        return min(by_memory, spread, num_simulations)
+        rows = math.ceil(num_simulations / MIN_BATCHES)
+        looped = any(site.get("batched") is False for site in self.fingerprint["sites"].values())
+        if not looped:  # a vectorized simulator pays a fixed cost per call (e.g. per time step)
+            rows = max(rows, MIN_BATCH_ROWS)
+        return max(1, min(rows, BATCH_BYTES // max(1, row_bytes), num_simulations))
 
     def manifest(self, seed: int, num_simulations: int, batch_size: int, parameters: dict) -> dict:
         """What identifies a campaign in a store: ``campaign`` must match to resume at all,

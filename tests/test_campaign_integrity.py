@@ -112,12 +112,12 @@ def test_damaged_chunks_are_quarantined_and_simulated_again(tmp_path):
 
 def test_same_seed_same_rows_on_any_executor():
     kwargs = dict(seed=3, progress=False)
-    serial = lfi.simulate(moons_model, 3000, **kwargs)
+    serial = lfi.simulate(moons_model, 20_000, **kwargs)  # 5 batches
     with ThreadPoolExecutor(2) as threads:
-        assert_same(serial, lfi.simulate(moons_model, 3000, executor=threads, **kwargs))
-    assert_same(serial, lfi.simulate(moons_model, 3000, workers=2, **kwargs))
-    assert_same(serial, lfi.simulate(moons_model, 3000, timeout=30.0, **kwargs))
-    assert_same(serial, lfi.simulate(moons_model, 3000, isolate=True, **kwargs))
+        assert_same(serial, lfi.simulate(moons_model, 20_000, executor=threads, **kwargs))
+    assert_same(serial, lfi.simulate(moons_model, 20_000, workers=2, **kwargs))
+    assert_same(serial, lfi.simulate(moons_model, 20_000, timeout=30.0, **kwargs))
+    assert_same(serial, lfi.simulate(moons_model, 20_000, isolate=True, **kwargs))
 
 
 def test_a_simulator_that_kills_its_worker_loses_only_its_rows():

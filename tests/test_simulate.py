@@ -35,17 +35,22 @@ def test_same_seed_same_simulations_and_global_rng_untouched():
 def test_default_batch_size_follows_memory_and_spreads_over_workers(tmp_path):
     from pyro_lfi.batch_plan import BATCH_BYTES, MIN_BATCH_ROWS, MIN_BATCHES, BatchPlan
 
+    from .sim_models import treacherous_model
+
     plan = BatchPlan.probe(moons_model, None, 0, (), {})
     row_bytes = 4 * 4  # theta and x, two float32 each
     assert plan.default_batch_size(10**12) == BATCH_BYTES // row_bytes
     assert plan.default_batch_size(100) == 100
-    assert plan.default_batch_size(1000) == MIN_BATCH_ROWS
-    assert plan.default_batch_size(64_000) == 64_000 // MIN_BATCHES
+    assert plan.default_batch_size(10_000) == MIN_BATCH_ROWS
+    assert plan.default_batch_size(640_000) == 640_000 // MIN_BATCHES
+    # a simulator of one parameter set at a time costs the same in small batches: spread them
+    looped = BatchPlan.probe(treacherous_model, None, 0, (), {})
+    assert looped.default_batch_size(640) == 640 // MIN_BATCHES
     # the batching is the same with a store (each batch a file); the rows equal those of that batch size
-    stored = lfi.simulate(moons_model, 64_000, seed=4, store=tmp_path / "s", progress=False)
+    stored = lfi.simulate(moons_model, 640_000, seed=4, store=tmp_path / "s", progress=False)
     assert len(list((tmp_path / "s").glob("chunk-*.nc"))) == MIN_BATCHES
-    explicit = lfi.simulate(moons_model, 64_000, seed=4, batch_size=1000, progress=False)
-    default = lfi.simulate(moons_model, 64_000, seed=4, progress=False)
+    explicit = lfi.simulate(moons_model, 640_000, seed=4, batch_size=10_000, progress=False)
+    default = lfi.simulate(moons_model, 640_000, seed=4, progress=False)
     assert torch.equal(stored["x"], explicit["x"]) and torch.equal(default["x"], explicit["x"])
 
 
