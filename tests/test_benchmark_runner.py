@@ -1,6 +1,7 @@
 """The benchmark command end to end, at a tiny budget and without the peer."""
 
 import json
+import math
 
 import pytest
 
@@ -18,7 +19,11 @@ def test_benchmark_command(tmp_path, capsys):
     results = json.loads(out.read_text())
     expected = [("pyro_lfi", 1), ("pyro_lfi APT", 2), ("pyro_lfi TSNPE", 2)]
     assert [(r["method"], r["rounds"]) for r in results] == expected
+    # C2ST is a cross-validated accuracy, noisy around chance (0.5) for a good posterior: its sd
+    # there is sqrt(0.25 / 600) = 0.02 for 300 + 300 draws, so a score below 0.5 is no error (it
+    # differs between CPUs, as training does); 4 sds below chance would be one.
+    chance_sd = math.sqrt(0.25 / (2 * 300))
     for r in results:
-        assert 0.5 <= r["c2st"] <= 1.0 and r["train_seconds"] > 0 and r["sample_seconds"] > 0
+        assert 0.5 - 4 * chance_sd <= r["c2st"] <= 1.0 and r["train_seconds"] > 0 and r["sample_seconds"] > 0
     for r in results[1:]:
         assert r["wall_seconds"] >= r["train_seconds"]

@@ -1,11 +1,13 @@
+import dataclasses
 import math
+import warnings
 
 import numpy as np
 import pyro
 import pytest
 import torch
 
-from pyro_lfi.benchmark import references
+from pyro_lfi.benchmark import reference_cache, references
 from pyro_lfi.benchmark.tasks import TASKS, get_task
 
 NAMES = ["two_moons", "gaussian_linear", "slcp"]
@@ -68,6 +70,10 @@ def test_observations_are_fixed_and_leave_global_rng_alone(name):
         torch.set_default_dtype(previous)
     assert in_double.dtype == torch.float64
     assert torch.equal(in_double.float(), first[0])
+    seeds = [task.observation_seed(i) for i in range(1, task.num_observations + 1)]
+    assert len(set(seeds)) == len(seeds)
+    with pytest.raises(IndexError):
+        task.observation_seed(0)
     with pytest.raises(IndexError):
         task.observation(0)
     with pytest.raises(IndexError):
@@ -82,6 +88,12 @@ def test_reference_is_seeded_and_validates_input():
     assert torch.equal(torch.random.get_rng_state(), state)
     assert torch.equal(task.reference_posterior(x_o, 100, seed=1), a)
     assert not torch.equal(task.reference_posterior(x_o, 100, seed=2), a)
+    assert torch.equal(task.reference_posterior_at(1, 100, seed=1), a)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    with pytest.raises(IndexError):
+        task.reference_posterior_at(task.num_observations + 1, 10)
+    with pytest.raises(ValueError, match="positive"):
+        task.reference_posterior_at(1, 0)
     with pytest.raises(ValueError, match="shape"):
         task.reference_posterior(torch.zeros(3), 10)
     with pytest.raises(ValueError, match="positive"):
@@ -160,25 +172,133 @@ def test_slcp_simulator_moments():
     assert torch.allclose(torch.cov(x.T), cov, rtol=0.03, atol=0.01)
 
 
-def test_slcp_cache_matches_fixed_observations():
+def _no_nuts(monkeypatch) -> list[int]:
+    """Record (and fake) NUTS runs: a cache hit must not run it."""
+    calls = []
+
+    def fake_nuts(x_o, num_samples):
+        calls.append(num_samples)
+        return torch.full((num_samples, 5), 0.5), None
+
+    monkeypatch.setattr(references, "slcp_nuts", fake_nuts)
+    return calls
+
+
+def _rows_of(samples: torch.Tensor, cached: np.ndarray) -> bool:
+    """Whether every row of ``samples`` is a row of ``cached`` (copied floats: exact)."""
+    rows = {tuple(r) for r in cached.tolist()}
+    return all(tuple(r) in rows for r in samples.float().tolist())
+
+
+def test_slcp_cache_finds_every_fixed_observation_by_key(monkeypatch):
+    calls = _no_nuts(monkeypatch)
     task = get_task("slcp")
-    cached = references._load_cache()
-    assert len(cached) == task.num_observations
-    cached_x = [x for x, _ in cached]
+    entries = {entry.key: entry for entry in references.cached_references()}
+    assert len(entries) == task.num_observations
     for i in range(1, task.num_observations + 1):
-        x_o = task.observation(i).numpy().astype(np.float32)
-        assert sum(np.array_equal(x_o, c) for c in cached_x) == 1
-    for _, samples in cached:
-        assert samples.shape == (10_000, 5)
-        assert np.isfinite(samples).all()
-        assert (np.abs(samples) <= 3).all()
+        entry = entries[references.cache_key(i)]  # keyed by task, index, seed, true parameter, format
+        assert entry.path == references.cache_path(i)
+        assert entry.key.format_version == reference_cache.FORMAT_VERSION
+        assert entry.key.true_parameter == task.true_parameters[i - 1]
+        # The regenerated observation equals the cached one up to float32 rounding, whose last
+        # bits depend on the CPU (observation 2 differs by 2 ulps on some machines).
+        x_o = task.observation(i).numpy()
+        scale = max(1.0, float(np.abs(entry.x_o).max()))
+        np.testing.assert_allclose(x_o, entry.x_o, rtol=0, atol=reference_cache.RTOL * scale)
+        reference_cache.check_observation(entry, x_o)
+        # ... and far from every other observation, so the tolerance cannot confuse them.
+        for other in entries.values():
+            if other is not entry:
+                assert reference_cache.mismatch(x_o, other.x_o) > 1e4 * reference_cache.RTOL
+        assert entry.samples.shape == (10_000, 5)
+        assert np.isfinite(entry.samples).all()
+        assert (np.abs(entry.samples) <= 3).all()
+        # Both entry points hit the cache: the same seeded subset of the cached samples.
+        by_index = task.reference_posterior_at(i, 500, seed=7)
+        assert _rows_of(by_index, entry.samples)
+        assert torch.equal(task.reference_posterior(task.observation(i), 500, seed=7), by_index)
+    assert calls == []
+
+
+def test_slcp_cache_tolerates_rounding_but_not_another_observation(monkeypatch):
+    calls = _no_nuts(monkeypatch)
+    task = get_task("slcp")
+    entry = {e.key: e for e in references.cached_references()}[references.cache_key(2)]
+    cached = torch.from_numpy(entry.x_o)
+    expected = task.reference_posterior(cached, 200, seed=3)
+    assert _rows_of(expected, entry.samples)
+    rounded = [
+        cached.double() * (1 + 1e-7),
+        torch.from_numpy(np.nextafter(entry.x_o, np.float32(np.inf))),  # one float32 ulp up
+        torch.from_numpy(np.nextafter(np.nextafter(entry.x_o, np.float32(-np.inf)), np.float32(-np.inf))),
+        cached + 1e-6 * torch.tensor([1.0, -1.0] * 4),
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", references.ReferenceCacheWarning)
+        for x_o in rounded:
+            assert not torch.equal(x_o.float(), cached)
+            assert torch.equal(task.reference_posterior(x_o, 200, seed=3), expected)
+    assert calls == []
+    different = [cached * (1 + 1e-3), cached + 0.01, cached.clone().index_fill_(0, torch.tensor([5]), 0.0)]
+    for x_o in different:
+        with pytest.warns(references.ReferenceCacheWarning, match="slcp_2.npz"):
+            task.reference_posterior(x_o, 200, seed=3)
+    assert calls == [200] * len(different)
+
+
+def _fake_entry(index: int, x_o: np.ndarray, **key_changes) -> reference_cache.CachedReference:
+    key = dataclasses.replace(references.cache_key(index), **key_changes)
+    samples = np.tile(np.arange(5, dtype=np.float32), (100, 1))
+    return reference_cache.CachedReference(key, x_o.astype(np.float32), samples, references.cache_path(index))
+
+
+def test_slcp_index_lookup_checks_the_observation_and_the_key(monkeypatch):
+    calls = _no_nuts(monkeypatch)
+    x_o = get_task("slcp").observation(3).numpy()
+    # rounding-level difference: the cached samples
+    near = np.nextafter(x_o.astype(np.float32), np.float32(np.inf))
+    monkeypatch.setattr(references, "cached_references", lambda: (_fake_entry(3, near),))
+    assert torch.equal(references.slcp_reference_at(3, 10, seed=0)[0], torch.arange(5.0))
+    # a changed generator: a clear error, not a silent miss
+    monkeypatch.setattr(references, "cached_references", lambda: (_fake_entry(3, x_o + 1e-3),))
+    with pytest.raises(reference_cache.ObservationMismatchError, match=r"slcp #3 differs .* regenerate the cache"):
+        references.slcp_reference_at(3, 10, seed=0)
+    assert calls == []
+    # another observation seed, format version or true parameter: not this entry (warned NUTS)
+    for change in ({"observation_seed": 1}, {"format_version": 0}, {"true_parameter": (0.0,) * 5}):
+        monkeypatch.setattr(references, "cached_references", lambda change=change: (_fake_entry(3, x_o, **change),))
+        with pytest.warns(references.ReferenceCacheWarning, match="no cached reference with key"):
+            references.slcp_reference_at(3, 10, seed=0)
+    assert calls == [10, 10, 10]
+
+
+def test_cache_migration_keeps_samples(tmp_path):
+    entry = {e.key: e for e in references.cached_references()}[references.cache_key(4)]
+    path = tmp_path / "slcp_4.npz"
+    old_samples = entry.samples[:50]
+    np.savez_compressed(path, x_o=entry.x_o, samples=old_samples, seed=np.asarray(4), rhat=np.ones(5))
+    with pytest.raises(reference_cache.CacheFormatError, match="version 0"):
+        reference_cache.read(path)
+    regenerated = get_task("slcp").observation(4).numpy()
+    with pytest.raises(reference_cache.ObservationMismatchError):
+        reference_cache.migrate(path, entry.key, regenerated + 0.1)
+    assert reference_cache.migrate(path, entry.key, regenerated)
+    new = reference_cache.read(path)
+    assert new.key == entry.key
+    assert np.array_equal(new.samples, old_samples) and np.array_equal(new.x_o, entry.x_o)  # copies
+    with np.load(path) as data:
+        assert int(data["nuts_seed"]) == 4 and "seed" not in data.files and np.array_equal(data["rhat"], np.ones(5))
+    assert not reference_cache.migrate(path, entry.key, regenerated)  # already current
+    misnamed = tmp_path / "slcp_5.npz"
+    np.savez_compressed(misnamed, x_o=entry.x_o, samples=old_samples, seed=np.asarray(4))
+    with pytest.raises(reference_cache.CacheFormatError, match="file name"):
+        reference_cache.migrate(misnamed, entry.key, regenerated)
 
 
 @pytest.mark.parametrize("index", [1, 2, 3, 4, 5])
 def test_slcp_reference_symmetry_and_location(index):
     task = get_task("slcp")
-    x_o = task.observation(index)
-    samples = task.reference_posterior(x_o, 10_000, seed=0).double()
+    samples = task.reference_posterior_at(index, 10_000, seed=0).double()
     assert samples.shape == (10_000, 5)
     # Four equally weighted mirrored modes in the signs of (theta3, theta4).
     signs = (samples[:, 2] > 0).long() * 2 + (samples[:, 3] > 0).long()
@@ -196,7 +316,8 @@ def test_slcp_reference_symmetry_and_location(index):
     assert bool(((mean[:2] - truth[:2]).abs() < 3 * std[:2]).all())
     assert bool(((mean[2:4] - truth[2:4].abs()).abs() < 3 * std[2:4]).all())
     # Subsets of the cache depend on the seed.
-    assert not torch.equal(task.reference_posterior(x_o, 100, seed=1), task.reference_posterior(x_o, 100, seed=2))
+    one, two = (task.reference_posterior_at(index, 100, seed=s) for s in (1, 2))
+    assert not torch.equal(one, two)
 
 
 @pytest.mark.parametrize(
@@ -207,7 +328,7 @@ def test_slcp_reference_matches_prior_importance_sampling(index, num_draws):
     """Validation of the NUTS reference against MCMC-free prior importance sampling."""
     task = get_task("slcp")
     x_o = task.observation(index)
-    samples = task.reference_posterior(x_o, 10_000, seed=0).double()
+    samples = task.reference_posterior_at(index, 10_000, seed=0).double()
     folded = samples.clone()
     folded[:, 2:4] = folded[:, 2:4].abs()
     with torch.random.fork_rng(devices=[]):
@@ -221,24 +342,23 @@ def test_slcp_reference_matches_prior_importance_sampling(index, num_draws):
 
 
 def test_slcp_cache_miss_falls_back_to_nuts(monkeypatch):
-    calls = []
-
-    def fake_nuts(x_o, num_samples):
-        calls.append(num_samples)
-        return torch.full((num_samples, 5), 0.5), None
-
-    monkeypatch.setattr(references, "slcp_nuts", fake_nuts)
+    calls = _no_nuts(monkeypatch)
     task = get_task("slcp")
-    samples = task.reference_posterior(task.observation(1) + 0.01, 1000, seed=0)
+    with pytest.warns(references.ReferenceCacheWarning, match="no cached observation"):
+        samples = task.reference_posterior(task.observation(1) + 0.01, 1000, seed=0)
     assert calls == [1000]
     assert bool((samples.abs() == 0.5).all())
     assert bool((samples[:, :2] == 0.5).all()) and bool((samples[:, 4] == 0.5).all())
     for j in (2, 3):  # the folded draws get random signs
         assert 0.4 < float((samples[:, j] > 0).float().mean()) < 0.6
     task.reference_posterior(task.observation(1), 100)  # cached
+    task.reference_posterior_at(1, 100)
     assert calls == [1000]
-    task.reference_posterior(task.observation(1), 20_000)  # more than cached
-    assert calls == [1000, 20_000]
+    with pytest.warns(references.ReferenceCacheWarning, match="20000 samples asked, 10000 cached"):
+        task.reference_posterior(task.observation(1), 20_000)  # more than cached
+    with pytest.warns(references.ReferenceCacheWarning, match="20000 samples asked, 10000 cached"):
+        task.reference_posterior_at(1, 20_000)
+    assert calls == [1000, 20_000, 20_000]
 
 
 @pytest.mark.slow
@@ -251,7 +371,7 @@ def test_slcp_nuts_short_run_agrees_with_cache():
     assert folded.shape == (1000, 5)
     assert chains.shape == (2, 500, 5)
     assert bool((folded[:, 2:4] >= 0).all())
-    cached = task.reference_posterior(x_o, 10_000).double()
+    cached = task.reference_posterior_at(4, 10_000).double()
     cached[:, 2:4] = cached[:, 2:4].abs()
     # Generous: 1000 short-run draws have an effective size of a few hundred.
     se = cached.std(0) * math.sqrt(1 / 250 + 1 / 2500)

@@ -119,7 +119,7 @@ def run_sequential_task(
 ) -> list[Result]:
     """Sequential NPE with pyro_lfi (each of ``methods``) and sbi's SNPE-C (when installed) on
     ``task``; ``num_draws`` posterior draws of each are compared with as many reference draws."""
-    reference = task.reference_posterior(task.observation(1), num_draws, seed=seed)
+    reference = task.reference_posterior_at(1, num_draws, seed=seed)
     runs = {
         SEQUENTIAL_LABELS[method]: run_pyro_lfi_sequential(
             task, num_rounds, simulations_per_round, seed, estimator, num_draws, method
@@ -141,8 +141,7 @@ def run_task(
 ) -> list[Result]:
     """pyro_lfi (and sbi when installed) on ``task``, scored by C2ST of ``num_draws`` posterior
     draws against as many reference draws."""
-    x_o = task.observation(1)
-    reference = task.reference_posterior(x_o, num_draws, seed=seed)
+    reference = task.reference_posterior_at(1, num_draws, seed=seed)
     runs = {"pyro_lfi": run_pyro_lfi(task, num_simulations, seed, estimator, num_draws)}
     if with_sbi:
         from .peer import run_sbi_npe

@@ -36,7 +36,9 @@ __all__ = [
     "two_moons_simulator",
 ]
 
-ReferenceFn = Callable[["Task", Tensor, int, int], Tensor]
+#: ``(task, x_o, num_samples, seed, index) -> samples``; ``index``: ``x_o`` is the fixed
+#: ``observation(index)`` (:meth:`Task.reference_posterior_at`), or ``None`` for any other ``x_o``.
+ReferenceFn = Callable[["Task", Tensor, int, int, "int | None"], Tensor]
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ class Task:
     :param simulator: batched ``theta[..., dim_theta] -> x[..., dim_x]``; random only
         through torch's global RNG.
     :param true_parameters: the parameters behind ``observation(1)``, ``observation(2)``, ...
-    :param reference_sampler: ``(task, x_o, num_samples, seed) -> samples``.
+    :param reference_sampler: ``(task, x_o, num_samples, seed, index) -> samples`` (:data:`ReferenceFn`).
     """
 
     name: str
@@ -85,28 +87,45 @@ class Task:
 
         Simulated in float32, seeded from the task name and index inside a forked RNG, so
         the result does not depend on (and does not change) torch's global RNG state or
-        default dtype (it is returned in the default dtype).
+        default dtype (it is returned in the default dtype). Its last bits may differ between
+        CPUs (vectorized math kernels): compare it with others within rounding, never exactly.
         """
         theta = self.true_parameter(index).float()
-        seed = zlib.crc32(f"{self.name}/{index}".encode())
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            torch.manual_seed(self.observation_seed(index))
             x = self.simulator(theta)
         return x.detach().to(torch.get_default_dtype())
 
-    def reference_posterior(self, x_o: Tensor, num_samples: int = 10_000, seed: int = 0) -> Tensor:
-        """Samples ``[num_samples, dim_theta]`` of the reference posterior given ``x_o``.
+    def observation_seed(self, index: int = 1) -> int:
+        """The seed :meth:`observation` simulates ``observation(index)`` with."""
+        self.true_parameter(index)  # checks the index
+        return zlib.crc32(f"{self.name}/{index}".encode())
 
-        Deterministic given ``seed`` and independent of torch's global RNG state.
+    def reference_posterior(self, x_o: Tensor, num_samples: int = 10_000, seed: int = 0) -> Tensor:
+        """Samples ``[num_samples, dim_theta]`` of the reference posterior given any ``x_o``.
+
+        Deterministic given ``seed`` and independent of torch's global RNG state. For a fixed
+        observation prefer :meth:`reference_posterior_at`, which finds cached references by index.
         """
         x_o = torch.as_tensor(x_o, dtype=torch.get_default_dtype())
         if x_o.shape != (self.dim_x,):
             raise ValueError(f"x_o must have shape ({self.dim_x},) for task {self.name!r}, got {tuple(x_o.shape)}")
+        return self._reference(x_o, num_samples, seed, None)
+
+    def reference_posterior_at(self, index: int = 1, num_samples: int = 10_000, seed: int = 0) -> Tensor:
+        """Samples ``[num_samples, dim_theta]`` of the reference posterior given ``observation(index)``.
+
+        Cached references are found by ``index`` and what generated the observation, never by
+        its floats, which differ in the last bits between CPUs. Deterministic given ``seed``.
+        """
+        return self._reference(self.observation(index), num_samples, seed, index)
+
+    def _reference(self, x_o: Tensor, num_samples: int, seed: int, index: int | None) -> Tensor:
         if num_samples < 1:
             raise ValueError(f"num_samples must be positive, got {num_samples}")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return self.reference_sampler(self, x_o, num_samples, seed)
+            return self.reference_sampler(self, x_o, num_samples, seed, index)
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -131,7 +150,7 @@ def two_moons_simulator(theta: Tensor) -> Tensor:
     return p + z
 
 
-def _two_moons_reference(task: Task, x_o: Tensor, num_samples: int, seed: int) -> Tensor:
+def _two_moons_reference(task: Task, x_o: Tensor, num_samples: int, seed: int, index: int | None) -> Tensor:
     r"""Exact posterior by inverting the simulator.
 
     Write :math:`u = \theta_1 + \theta_2`, :math:`v = \theta_2 - \theta_1`; then
@@ -171,7 +190,7 @@ def gaussian_linear_simulator(theta: Tensor) -> Tensor:
     return theta + math.sqrt(GAUSSIAN_LINEAR_VAR) * torch.randn_like(theta)
 
 
-def _gaussian_linear_reference(task: Task, x_o: Tensor, num_samples: int, seed: int) -> Tensor:
+def _gaussian_linear_reference(task: Task, x_o: Tensor, num_samples: int, seed: int, index: int | None) -> Tensor:
     r"""Exact conjugate posterior: with prior :math:`N(0, \sigma^2 I)` and noise
     :math:`N(0, \sigma^2 I)`, :math:`\theta \mid x_o \sim N(x_o / 2, \sigma^2/2\, I)`."""
     mean, std = x_o / 2, math.sqrt(GAUSSIAN_LINEAR_VAR / 2)
@@ -202,10 +221,12 @@ def slcp_simulator(theta: Tensor) -> Tensor:
     return points.flatten(-2)
 
 
-def _slcp_reference(task: Task, x_o: Tensor, num_samples: int, seed: int) -> Tensor:
-    from pyro_lfi.benchmark.references import slcp_reference
+def _slcp_reference(task: Task, x_o: Tensor, num_samples: int, seed: int, index: int | None) -> Tensor:
+    from pyro_lfi.benchmark.references import slcp_reference, slcp_reference_at
 
-    return slcp_reference(x_o, num_samples, seed)
+    if index is None:
+        return slcp_reference(x_o, num_samples, seed)
+    return slcp_reference_at(index, num_samples, seed)
 
 
 # -- registry -------------------------------------------------------------------------------
