@@ -3,7 +3,7 @@
 Two measurements, printed as Markdown tables:
 
 - **Overhead**: :func:`pyro_lfi.simulate` on two moons (a cheap vectorized simulator) against
-  the raw simulator called directly on prior draws, once, for all simulations (target: ≤ 1.2x).
+  the raw simulator called directly on prior draws, once, for all simulations (one batch: ≤ 1.5x).
 - **Scaling**: a simulator costing ``--call-ms`` of CPU per call (a fixed amount of Python work,
   calibrated here, so that workers sharing a core do not look faster), run one parameter set at
   a time on 1 and 2 workers of a process pool and of a ``dask.distributed`` ``LocalCluster``
