@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import warnings
 from collections.abc import Callable
@@ -23,18 +22,33 @@ __all__ = ["NPE"]
 OptimSpec = pyro.optim.PyroOptim | Callable[..., torch.optim.Optimizer] | None
 
 
-def make_optimizer(optim: OptimSpec, params, learning_rate: float) -> torch.optim.Optimizer:
+def make_optimizer(optim: OptimSpec, params, learning_rate: float | None) -> torch.optim.Optimizer:
     """A torch optimizer from ``None`` (Adam), a :class:`pyro.optim.PyroOptim` such as
-    ``pyro.optim.Adam({"lr": 1e-3})``, or a callable ``params -> torch.optim.Optimizer``."""
+    ``pyro.optim.Adam({"lr": 1e-3})``, or a callable ``params -> torch.optim.Optimizer``.
+
+    :param learning_rate: the step size; ``None`` keeps a custom optimizer's own (Adam then gets
+        :class:`~pyro_lfi.infer.loop.TrainingConfig`'s default).
+    """
     if optim is None:
         params = list(params)
         # the fused step (one kernel for all parameters) takes a third of the foreach step's time on a CPU
         fused = all(p.device.type in ("cpu", "cuda") for p in params)
-        return torch.optim.Adam(params, lr=learning_rate, fused=fused, foreach=None if fused else True)
+        lr = learning_rate if learning_rate is not None else TrainingConfig.learning_rate
+        return torch.optim.Adam(params, lr=lr, fused=fused, foreach=None if fused else True)
     if isinstance(optim, pyro.optim.PyroOptim):
         args = optim.pt_optim_args
-        return optim.pt_optim_constructor(params, **(args() if callable(args) else args))
-    return optim(params)
+        optimizer = optim.pt_optim_constructor(params, **(args() if callable(args) else args))
+    else:
+        optimizer = optim(params)
+    if learning_rate is not None:
+        set_learning_rate(optimizer, learning_rate)
+    return optimizer
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, learning_rate: float) -> None:
+    """Set the step size of every parameter group."""
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate
 
 
 class NPE:
@@ -58,8 +72,11 @@ class NPE:
         self.model = model
         self.guide = guide
         self.optim = optim
-        self.config = dataclasses.replace(TrainingConfig(), **config)
+        self.config = TrainingConfig().updated(config, "NPE(...)")
+        #: whether NPE(learning_rate=...) was given: a custom ``optim`` otherwise keeps its own
+        self._learning_rate_given = "learning_rate" in config
         self.optimizer: torch.optim.Optimizer | None = None
+        self._initial_learning_rates: list[float] = []
         self.history: list[TrainingHistory] = []
 
     # -- data -----------------------------------------------------------------------------------
@@ -67,6 +84,10 @@ class NPE:
     def tensors(self, simulations: Simulations, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
         """The valid rows as ``(x, z)``: observations and unconstrained parameters; builds the
         guide from them if needed (``args``/``kwargs`` are the model's arguments)."""
+        x, z, _ = self._tensors(simulations, args, kwargs, self.config.seed)
+        return x, z
+
+    def _tensors(self, simulations: Simulations, args, kwargs, seed: int | None):
         _check_simulations(simulations)
         if (simulations.round > 0).any():
             raise ValueError(
@@ -75,14 +96,22 @@ class NPE:
                 "Train them with pyro_lfi.SNPE, which uses the loss that is correct for each round"
             )
         if not self.guide.is_built:
-            with _seeded_if(self.config.seed):  # the networks' initial weights
+            with _seeded_if(seed):  # the networks' initial weights
                 self.guide.build(simulations, *args, **kwargs)
-        x, z, _ = training_tensors(self.guide, simulations)
-        return x, z
+        return training_tensors(self.guide, simulations)
 
-    def _optimizer(self) -> torch.optim.Optimizer:
+    def _optimizer(self, learning_rate: float | None = None) -> torch.optim.Optimizer:
+        """The optimizer (made on first use, kept across calls), with its step size set to
+        ``learning_rate``, or else to the one it started with."""
         if self.optimizer is None:
-            self.optimizer = make_optimizer(self.optim, self.guide.parameters(), self.config.learning_rate)
+            lr = self.config.learning_rate if self.optim is None or self._learning_rate_given else None
+            self.optimizer = make_optimizer(self.optim, self.guide.parameters(), lr)
+            self._initial_learning_rates = [group["lr"] for group in self.optimizer.param_groups]
+        if learning_rate is not None:
+            set_learning_rate(self.optimizer, learning_rate)
+        else:  # undo a previous training's decay
+            for group, lr in zip(self.optimizer.param_groups, self._initial_learning_rates):
+                group["lr"] = lr
         return self.optimizer
 
     # -- SVI-like interface ---------------------------------------------------------------------
@@ -96,7 +125,7 @@ class NPE:
     def step(self, batch: Simulations) -> float:
         """One gradient step on ``batch``; returns the loss before the step."""
         loss = self.loss(batch)
-        optimizer = self._optimizer()
+        optimizer = self.optimizer if self.optimizer is not None else self._optimizer()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -118,24 +147,35 @@ class NPE:
         :param model_args: the model's positional arguments (to read its sites).
         :param model_kwargs: the model's keyword arguments.
         :param device: where to train (e.g. ``"cuda"``); the CPU by default.
-        :param config: overrides of the :class:`~pyro_lfi.infer.loop.TrainingConfig` defaults.
+        :param config: overrides of the :class:`~pyro_lfi.infer.loop.TrainingConfig` defaults for
+            this call (``seed`` fixes the split, the batch order and, if the guide is not built
+            yet, its initial weights; ``learning_rate`` sets the optimizer's step size, which a
+            custom ``optim`` otherwise keeps).
         :returns: the :class:`~pyro_lfi.infer.loop.TrainingHistory` (also appended to
-            :attr:`history`).
+            :attr:`history`, even when Ctrl-C interrupts training: the best weights so far are
+            restored, ``history.interrupted`` is set and the KeyboardInterrupt propagates).
         """
-        x, z = self.tensors(simulations, *model_args, **(model_kwargs or {}))
+        options = self.config.updated(config, "NPE.train(...)")
+        x, z, _ = self._tensors(simulations, model_args, model_kwargs or {}, options.seed)
         if device is not None:
             self.guide.to(device)
             self.optimizer = None  # parameters moved: rebuild the optimizer's state
         device = _device_of(self.guide)
-        options = dataclasses.replace(self.config, **config)
-        history = train_loop(
-            self.guide,
-            lambda xb, zb: npe_loss(self.guide, xb, zb),
-            (x.to(device), z.to(device)),
-            self._optimizer(),
-            options,
-        )
-        self.history.append(history)
+        given = self._learning_rate_given or "learning_rate" in config
+        optimizer = self._optimizer(options.learning_rate if self.optim is None or given else None)
+        history = TrainingHistory()
+        try:
+            train_loop(
+                self.guide,
+                lambda xb, zb: npe_loss(self.guide, xb, zb),
+                (x.to(device), z.to(device)),
+                optimizer,
+                options,
+                history,
+            )
+        finally:
+            if history.epochs or history.events:  # kept when Ctrl-C (or an error) ends training
+                self.history.append(history)
         return history
 
     def run(
