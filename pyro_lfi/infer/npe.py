@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import warnings
+from collections import Counter
 from collections.abc import Callable
 
 import pyro.optim
@@ -23,18 +23,33 @@ __all__ = ["NPE"]
 OptimSpec = pyro.optim.PyroOptim | Callable[..., torch.optim.Optimizer] | None
 
 
-def make_optimizer(optim: OptimSpec, params, learning_rate: float) -> torch.optim.Optimizer:
+def make_optimizer(optim: OptimSpec, params, learning_rate: float | None) -> torch.optim.Optimizer:
     """A torch optimizer from ``None`` (Adam), a :class:`pyro.optim.PyroOptim` such as
-    ``pyro.optim.Adam({"lr": 1e-3})``, or a callable ``params -> torch.optim.Optimizer``."""
+    ``pyro.optim.Adam({"lr": 1e-3})``, or a callable ``params -> torch.optim.Optimizer``.
+
+    :param learning_rate: the step size; ``None`` keeps a custom optimizer's own (Adam then gets
+        :class:`~pyro_lfi.infer.loop.TrainingConfig`'s default).
+    """
     if optim is None:
         params = list(params)
         # the fused step (one kernel for all parameters) takes a third of the foreach step's time on a CPU
         fused = all(p.device.type in ("cpu", "cuda") for p in params)
-        return torch.optim.Adam(params, lr=learning_rate, fused=fused, foreach=None if fused else True)
+        lr = learning_rate if learning_rate is not None else TrainingConfig.learning_rate
+        return torch.optim.Adam(params, lr=lr, fused=fused, foreach=None if fused else True)
     if isinstance(optim, pyro.optim.PyroOptim):
         args = optim.pt_optim_args
-        return optim.pt_optim_constructor(params, **(args() if callable(args) else args))
-    return optim(params)
+        optimizer = optim.pt_optim_constructor(params, **(args() if callable(args) else args))
+    else:
+        optimizer = optim(params)
+    if learning_rate is not None:
+        set_learning_rate(optimizer, learning_rate)
+    return optimizer
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, learning_rate: float) -> None:
+    """Set the step size of every parameter group."""
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate
 
 
 class NPE:
@@ -58,8 +73,11 @@ class NPE:
         self.model = model
         self.guide = guide
         self.optim = optim
-        self.config = dataclasses.replace(TrainingConfig(), **config)
+        self.config = TrainingConfig().updated(config, "NPE(...)")
+        #: whether NPE(learning_rate=...) was given: a custom ``optim`` otherwise keeps its own
+        self._learning_rate_given = "learning_rate" in config
         self.optimizer: torch.optim.Optimizer | None = None
+        self._initial_learning_rates: list[float] = []
         self.history: list[TrainingHistory] = []
 
     # -- data -----------------------------------------------------------------------------------
@@ -67,6 +85,10 @@ class NPE:
     def tensors(self, simulations: Simulations, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
         """The valid rows as ``(x, z)``: observations and unconstrained parameters; builds the
         guide from them if needed (``args``/``kwargs`` are the model's arguments)."""
+        x, z, _ = self._tensors(simulations, args, kwargs, self.config.seed)
+        return x, z
+
+    def _tensors(self, simulations: Simulations, args, kwargs, seed: int | None):
         _check_simulations(simulations)
         if (simulations.round > 0).any():
             raise ValueError(
@@ -75,14 +97,22 @@ class NPE:
                 "Train them with pyro_lfi.SNPE, which uses the loss that is correct for each round"
             )
         if not self.guide.is_built:
-            with _seeded_if(self.config.seed):  # the networks' initial weights
+            with _seeded_if(seed):  # the networks' initial weights
                 self.guide.build(simulations, *args, **kwargs)
-        x, z, _ = training_tensors(self.guide, simulations)
-        return x, z
+        return training_tensors(self.guide, simulations)
 
-    def _optimizer(self) -> torch.optim.Optimizer:
+    def _optimizer(self, learning_rate: float | None = None) -> torch.optim.Optimizer:
+        """The optimizer (made on first use, kept across calls), with its step size set to
+        ``learning_rate``, or else to the one it started with."""
         if self.optimizer is None:
-            self.optimizer = make_optimizer(self.optim, self.guide.parameters(), self.config.learning_rate)
+            lr = self.config.learning_rate if self.optim is None or self._learning_rate_given else None
+            self.optimizer = make_optimizer(self.optim, self.guide.parameters(), lr)
+            self._initial_learning_rates = [group["lr"] for group in self.optimizer.param_groups]
+        if learning_rate is not None:
+            set_learning_rate(self.optimizer, learning_rate)
+        else:  # undo a previous training's decay
+            for group, lr in zip(self.optimizer.param_groups, self._initial_learning_rates):
+                group["lr"] = lr
         return self.optimizer
 
     # -- SVI-like interface ---------------------------------------------------------------------
@@ -96,7 +126,7 @@ class NPE:
     def step(self, batch: Simulations) -> float:
         """One gradient step on ``batch``; returns the loss before the step."""
         loss = self.loss(batch)
-        optimizer = self._optimizer()
+        optimizer = self.optimizer if self.optimizer is not None else self._optimizer()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -118,24 +148,35 @@ class NPE:
         :param model_args: the model's positional arguments (to read its sites).
         :param model_kwargs: the model's keyword arguments.
         :param device: where to train (e.g. ``"cuda"``); the CPU by default.
-        :param config: overrides of the :class:`~pyro_lfi.infer.loop.TrainingConfig` defaults.
+        :param config: overrides of the :class:`~pyro_lfi.infer.loop.TrainingConfig` defaults for
+            this call (``seed`` fixes the split, the batch order and, if the guide is not built
+            yet, its initial weights; ``learning_rate`` sets the optimizer's step size, which a
+            custom ``optim`` otherwise keeps).
         :returns: the :class:`~pyro_lfi.infer.loop.TrainingHistory` (also appended to
-            :attr:`history`).
+            :attr:`history`, even when Ctrl-C interrupts training: the best weights so far are
+            restored, ``history.interrupted`` is set and the KeyboardInterrupt propagates).
         """
-        x, z = self.tensors(simulations, *model_args, **(model_kwargs or {}))
+        options = self.config.updated(config, "NPE.train(...)")
+        x, z, _ = self._tensors(simulations, model_args, model_kwargs or {}, options.seed)
         if device is not None:
             self.guide.to(device)
             self.optimizer = None  # parameters moved: rebuild the optimizer's state
         device = _device_of(self.guide)
-        options = dataclasses.replace(self.config, **config)
-        history = train_loop(
-            self.guide,
-            lambda xb, zb: npe_loss(self.guide, xb, zb),
-            (x.to(device), z.to(device)),
-            self._optimizer(),
-            options,
-        )
-        self.history.append(history)
+        given = self._learning_rate_given or "learning_rate" in config
+        optimizer = self._optimizer(options.learning_rate if self.optim is None or given else None)
+        history = TrainingHistory()
+        try:
+            train_loop(
+                self.guide,
+                lambda xb, zb: npe_loss(self.guide, xb, zb),
+                (x.to(device), z.to(device)),
+                optimizer,
+                options,
+                history,
+            )
+        finally:
+            if history.epochs or history.events:  # kept when Ctrl-C (or an error) ends training
+                self.history.append(history)
         return history
 
     def run(
@@ -175,15 +216,25 @@ def _check_simulations(simulations) -> None:
         raise TypeError(f"expected pyro_lfi.Simulations, got {type(simulations).__name__}")
 
 
+#: Fewer usable rows than this, or a smaller share of all rows, gets a warning before training.
+MIN_TRAINING_ROWS = 100
+MIN_USABLE_SHARE = 0.1
+
+
 def training_tensors(guide: NeuralPosterior, simulations: Simulations):
     """``(x, z, kept)``: observations and unconstrained parameters of the rows the guide can
     train on (:meth:`~pyro_lfi.NeuralPosterior.usable`) that have finite ``z``, and the mask of
-    those rows."""
+    those rows.
+
+    :raises SiteError: if the simulations do not fit the guide's sites (see
+        :meth:`~pyro_lfi.sites.ModelSites.check_simulated`).
+    """
     _check_simulations(simulations)
-    sites = guide.sites
+    sites = guide._require_built()
     kept = guide.usable(simulations)
     if not kept.any():
         raise ValueError(_all_invalid_message(simulations))
+    sites.check_simulated(simulations.values, simulations.latent_names, kept)
     valid = simulations[kept]
     x = sites.flat_data({n: valid.values[n] for n in guide.observed})
     z = sites.to_unconstrained(valid.latents)
@@ -196,7 +247,36 @@ def training_tensors(guide: NeuralPosterior, simulations: Simulations):
         )
         x, z = x[finite], z[finite]
         kept[kept.clone()] = finite
+    _warn_if_few(guide, simulations, len(x))
     return x, z, kept
+
+
+def _warn_if_few(guide: NeuralPosterior, simulations: Simulations, usable: int) -> None:
+    """Warn, with the reasons rows were invalid, when too few rows are left to learn from."""
+    total = len(simulations)
+    if usable >= MIN_TRAINING_ROWS and usable >= MIN_USABLE_SHARE * total:
+        return
+    counts = ", ".join(f"{status}: {count}" for status, count in simulations.summary().items())
+    reasons = ""
+    messages = Counter(m for m, ok in zip(simulations.message, simulations.valid.tolist()) if m and not ok)
+    if messages:
+        reasons = "; most frequent errors: " + "; ".join(f"{_clip(m)!r} ({c} rows)" for m, c in messages.most_common(3))
+    advice = ["simulate more"]
+    if usable < MIN_USABLE_SHARE * total:
+        advice.append("focus later rounds where the simulator works with pyro_lfi.SNPE(..., restrict=0.5)")
+    if guide.missing == "drop" and simulations.summary().get("nonfinite", 0):
+        advice.append("train on rows with partly missing outputs with NeuralPosterior(..., missing='impute')")
+    warnings.warn(
+        f"only {usable} of {total} simulated rows ({usable / total:.1%}) can be trained on ({counts}"
+        f"{reasons}): too few to learn a posterior from. To do: " + ", or ".join(advice),
+        UserWarning,
+        stacklevel=5,
+    )
+
+
+def _clip(message: str, limit: int = 80) -> str:
+    message = message.strip().splitlines()[-1] if message.strip() else message
+    return message if len(message) <= limit else message[: limit - 3] + "..."
 
 
 def _device_of(module: torch.nn.Module) -> torch.device:

@@ -47,7 +47,7 @@ from ..prior import Prior
 from ..seeding import seeded
 from ..simulate import simulate
 from ..simulations import Simulations
-from .loop import TrainingConfig, train_loop
+from .loop import TrainingConfig, TrainingHistory, train_loop
 from .losses import atomic_apt_loss, mixture_apt_loss, npe_loss
 from .npe import OptimSpec, _seeded_if, make_optimizer, training_tensors
 from .proposals import GuideProposal, PriorTimesMixture, RestrictedProposal, TruncatedPrior
@@ -75,6 +75,7 @@ class RoundRecord:
     epochs: int
     simulate_seconds: float  #: proposing and simulating
     train_seconds: float
+    interrupted: bool = False  #: Ctrl-C ended the round's training (its best weights so far are kept)
 
     @property
     def fraction_invalid(self) -> float:
@@ -133,13 +134,15 @@ class SNPE:
             )
         if not isinstance(guide, NeuralPosterior):
             raise TypeError(f"SNPE needs a pyro_lfi.NeuralPosterior guide, got {type(guide).__name__}")
-        self.config = dataclasses.replace(TrainingConfig(stop_after_epochs=SEQUENTIAL_PATIENCE), **config)
+        self.config = TrainingConfig(stop_after_epochs=SEQUENTIAL_PATIENCE).updated(config, "SNPE(...)")
+        self._learning_rate_given = "learning_rate" in config
         self.model, self.guide, self.method, self.optim = model, guide, method, optim
         self.loss_choice, self.num_atoms, self.quantile = loss, num_atoms, quantile
         self.max_draws_per_sample = max_draws_per_sample
         self.restrict = restrict
         self.simulations: Simulations | None = None
         self.rounds: list[RoundRecord] = []
+        self.history: list[TrainingHistory] = []  # per round: the training loop's history
         self.proposal_factors: list = []  # per round: the mixture r (APT) or Gaussian g (SNPE-A)
         self.proposals: list = []  # per round: the proposal it sampled from (None: the prior)
         self.validity: ValidityClassifier | None = None
@@ -205,13 +208,24 @@ class SNPE:
             self._start(args, kwargs)
         if self.method == "snpe-a":
             self._set_components(final)
-        loss_name, history, rows = self._train(t, round_seed)
-        if self.method == "snpe-a":
+        history, trained = TrainingHistory(), {"loss": "", "rows": 0}
+        try:
+            self._train(t, round_seed, history, trained)
+        except KeyboardInterrupt:  # recorded too, so that a later run continues the sequence of rounds
+            history.interrupted = True
+            self._record(t, proposal, n, sims, simulate_seconds, history, trained)
+            raise
+        self._record(t, proposal, n, sims, simulate_seconds, history, trained)
+
+    def _record(self, t, proposal, n, sims, simulate_seconds, history: TrainingHistory, trained: dict) -> None:
+        if self.method == "snpe-a" and history.best_epoch >= 0:
             self.guide.proposal_correction = self.proposal_factors[t]
+        self.history.append(history)
         self.rounds.append(
             RoundRecord(
-                t, proposal.name if proposal is not None else "prior", loss_name, n, n - sims.num_valid, rows,
-                history.best_validation_loss, history.epochs, simulate_seconds, history.seconds,
+                t, proposal.name if proposal is not None else "prior", trained["loss"], n, n - sims.num_valid,
+                trained["rows"], history.best_validation_loss, history.epochs, simulate_seconds, history.seconds,
+                history.interrupted,
             )
         )
 
@@ -287,10 +301,13 @@ class SNPE:
 
     # -- training -------------------------------------------------------------------------------
 
-    def _train(self, t: int, seed: int):
+    def _train(self, t: int, seed: int, history: TrainingHistory, trained: dict) -> None:
+        """Train round ``t``; fills ``history`` and ``trained`` (the loss's name and the number of
+        training rows) as it goes."""
         sims = self.simulations
         rows = (sims.round == t) if self.method == "snpe-a" else torch.ones(len(sims), dtype=torch.bool)
         x, z, kept = training_tensors(self.guide, sims[rows])
+        trained["rows"] = len(x)
         rounds = sims.round[rows][kept]
         options = dataclasses.replace(self.config, seed=self.config.seed if self.config.seed is not None else seed)
         self._fit_validity(t, options)
@@ -314,10 +331,11 @@ class SNPE:
             def loss(xb, zb, lb):
                 return atomic_apt_loss(guide, xb, zb, lb, self.num_atoms)
 
+        trained["loss"] = name
         device = next(guide.parameters()).device
-        optimizer = make_optimizer(self.optim, guide.parameters(), options.learning_rate)
-        history = train_loop(guide, loss, tuple(d.to(device) for d in data), optimizer, options)
-        return name, history, len(x)
+        given = self.optim is None or self._learning_rate_given
+        optimizer = make_optimizer(self.optim, guide.parameters(), options.learning_rate if given else None)
+        train_loop(guide, loss, tuple(d.to(device) for d in data), optimizer, options, history)
 
     def _atomic_log_prior(self, z: torch.Tensor) -> torch.Tensor:
         r""":math:`\log p(z)`, plus :math:`\log P(\text{valid} \mid z)` where rows failed."""

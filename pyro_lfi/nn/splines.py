@@ -135,7 +135,9 @@ class _SplineBin(torch.autograd.Function):
         clamped = x.clamp(-bound, bound)
         inside = (clamped == x).to(x.dtype)  # outside [-B, B] the spline is the identity
         s = h / w
-        xi = (clamped - x0) / w
+        # in [0, 1] but for rounding: the last knot is B only up to float error, and xi > 1 by
+        # that error would make the derivative's numerator negative and its log NaN
+        xi = ((clamped - x0) / w).clamp_(0.0, 1.0)
         xi_1 = 1 - xi
         m = xi * xi_1
         t = torch.add(d0 + d1, s, alpha=-2)
