@@ -143,6 +143,7 @@ def test_rounds_continue_and_stay_on_one_observation():
     assert idata.posterior["theta"].shape == (1, 200, 2) and "log_q" in idata.sample_stats
     with pytest.raises(ValueError, match="another observation"):
         snpe.run(x=torch.tensor([0.0, 0.0]), num_rounds=1, simulations_per_round=300)
+    snpe._check_observation((), {"x": x_o * (1 + 1e-7)})  # the same observation, recomputed on another CPU
 
 
 def test_rounds_simulate_on_workers_and_persist_each_round(tmp_path):

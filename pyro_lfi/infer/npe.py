@@ -189,19 +189,22 @@ class NPE:
         workers: int | None = None,
         store: str | os.PathLike | None = None,
         timeout: float | None = None,
+        isolate: bool = False,
+        force: bool = False,
         **kwargs,
     ) -> Simulations:
         """Simulate ``num_simulations`` rows of ``model(*args, **kwargs)`` and train on them.
 
-        ``seed``, ``batch_size``, ``executor``, ``workers``, ``store`` and ``timeout`` go to
-        :func:`~pyro_lfi.simulate` (parallel workers, a resumable campaign on disk, a time limit
-        per simulation).
+        ``seed``, ``batch_size``, ``executor``, ``workers``, ``store``, ``timeout``, ``isolate``
+        and ``force`` go to :func:`~pyro_lfi.simulate` (parallel workers, a resumable campaign on
+        disk, a time limit per simulation, a process per batch).
 
         :returns: the simulations (so that nothing simulated is lost).
         """
         sims = simulate(
             self.model, num_simulations, *args, seed=seed, batch_size=batch_size, executor=executor,
-            workers=workers, store=store, timeout=timeout, progress=self.config.progress, **kwargs,
+            workers=workers, store=store, timeout=timeout, isolate=isolate, force=force,
+            progress=self.config.progress, **kwargs,
         )
         self.train(sims, model_args=args, model_kwargs=kwargs)
         return sims

@@ -162,12 +162,14 @@ class SNPE:
         workers: int | None = None,
         store: str | os.PathLike | None = None,
         timeout: float | None = None,
+        isolate: bool = False,
+        force: bool = False,
         **kwargs,
     ) -> Simulations:
         """Run ``num_rounds`` more rounds of ``simulations_per_round`` simulations each, at the
         observation the model receives with ``args``/``kwargs``; call again to continue.
 
-        ``batch_size``, ``executor``, ``workers`` and ``timeout`` go to
+        ``batch_size``, ``executor``, ``workers``, ``timeout``, ``isolate`` and ``force`` go to
         :func:`~pyro_lfi.simulate`; with ``store``, round :math:`t` is a campaign in
         ``store/round-{t:03d}``, so an interrupted round resumes its finished batches.
 
@@ -177,7 +179,8 @@ class SNPE:
             raise ValueError("num_rounds must be positive and simulations_per_round at least 2")
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1)[0])
-        options = {"batch_size": batch_size, "executor": executor, "workers": workers, "timeout": timeout}
+        options = {"batch_size": batch_size, "executor": executor, "workers": workers, "timeout": timeout,
+                   "isolate": isolate, "force": force}
         for i in range(num_rounds):
             round_store = None if store is None else Path(store) / f"round-{len(self.rounds):03d}"
             self._round(
@@ -267,7 +270,11 @@ class SNPE:
 
     def _check_observation(self, args, kwargs) -> None:
         x_o = self.guide.observation(*args, **kwargs)
-        if x_o.shape != self._observation.shape or not torch.equal(x_o.to(self._observation), self._observation):
+        scale = float(self._observation.nan_to_num(0.0, 0.0, 0.0).abs().max()) if self._observation.numel() else 0.0
+        same = x_o.shape == self._observation.shape and torch.allclose(  # regenerated floats: a tolerance
+            x_o.to(self._observation), self._observation, rtol=1e-5, atol=1e-6 * scale, equal_nan=True
+        )
+        if not same:
             raise ValueError(
                 "this SNPE run is focused on another observation: its earlier rounds were proposed "
                 "for it; start a new SNPE (and guide) for a new observation"
