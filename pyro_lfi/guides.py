@@ -2,7 +2,9 @@ r"""The amortized guide :math:`q_\phi(\theta \mid x)`: a neural posterior that i
 
 from __future__ import annotations
 
+import operator
 import os
+import warnings
 from collections.abc import Callable, Sequence
 
 import pyro
@@ -16,7 +18,7 @@ from torch.distributions import Distribution
 from .mixtures import divide_by_gaussian
 from .nn import ConditionalDensityEstimator, Flow, MissingFeatures, MixtureDensityNetwork, SkipMLP, Standardize
 from .simulations import Simulations, Status
-from .sites import ModelSites, ObservationError, read_observation
+from .sites import ModelSites, ObservationError, SiteError, check_site_roles, read_observation
 
 __all__ = ["NeuralPosterior", "NotFittedError"]
 
@@ -109,6 +111,7 @@ class NeuralPosterior(PyroModule):
         #: SNPE-A: the estimator fits the posterior under a proposal prior(z) g(z); the
         #: posterior is the estimator's mixture divided by this Gaussian g (None: no correction).
         self.proposal_correction: MultivariateNormal | None = None
+        check_site_roles(model, self.observed)  # a model without latents, a latent as observed=: now
 
     # -- construction ---------------------------------------------------------------------------
 
@@ -118,7 +121,18 @@ class NeuralPosterior(PyroModule):
 
     def build(self, simulations: Simulations, *args, **kwargs) -> NeuralPosterior:
         """Read the model's sites and create the networks; set the standardization from the
-        valid rows of ``simulations``. ``args``/``kwargs`` are the model's arguments."""
+        valid rows of ``simulations``. ``args``/``kwargs`` are the model's arguments.
+
+        :raises SiteError: if the simulations do not fit the model's sites (names, shapes, latent
+            values outside their supports: simulations of another model).
+        """
+        latent = [n for n in self.observed if n in simulations.latent_names]
+        if latent:
+            raise SiteError(
+                f"observed={latent} names latent site(s) of the simulations (parameters drawn from the "
+                f"prior), not data sites; the data sites are {list(simulations.observed_names)}: pass "
+                f"NeuralPosterior(model, observed=...) one of those"
+            )
         missing = [n for n in self.observed if n not in simulations.values]
         if missing:
             raise ObservationError(
@@ -132,6 +146,7 @@ class NeuralPosterior(PyroModule):
             raise ValueError(_all_invalid_message(simulations))
         first = {n: valid.values[n][0] for n in self.observed}
         sites = ModelSites.from_model(self.model, self.observed, first, *args, **kwargs)
+        sites.check_simulated(simulations.values, simulations.latent_names, self.usable(simulations))
         x = sites.flat_data({n: valid.values[n] for n in self.observed})
         self._create_networks(sites, x.shape[1:])
         if self.standardize:
@@ -236,9 +251,22 @@ class NeuralPosterior(PyroModule):
 
     @torch.no_grad()
     def sample(self, num_samples: int, *args, **kwargs) -> dict[str, torch.Tensor]:
-        """``num_samples`` posterior draws per site: ``[num_samples, *batch, *site_shape]``."""
+        """``num_samples`` posterior draws per site: ``[num_samples, *batch, *site_shape]``
+        (empty for ``num_samples=0``)."""
+        try:
+            num_samples = operator.index(num_samples)
+        except TypeError:
+            raise TypeError(f"num_samples must be an int, got {num_samples!r}") from None
+        if num_samples < 0:
+            raise ValueError(f"num_samples must be 0 or more, got {num_samples}")
+        sites = self._require_built()
+        if num_samples == 0:
+            x = self.observation(*args, **kwargs)
+            batch = x.shape[: x.dim() - len(self._x_shape)]
+            device = next(self.estimator.parameters(), x).device
+            return {s.name: torch.empty((0, *batch, *s.shape), device=device) for s in sites.latents}
         z = self.posterior_z(*args, **kwargs).sample((num_samples,))
-        return self.sites.to_constrained(z)[0]
+        return sites.to_constrained(z)[0]
 
     def log_prob(self, samples: dict[str, torch.Tensor], *args, **kwargs) -> torch.Tensor:
         r""":math:`\log q(\theta \mid x)` in the constrained space (Jacobians included)."""
@@ -311,10 +339,19 @@ class NeuralPosterior(PyroModule):
         embedding_net: nn.Module | None = None,
         estimator: Callable | None = None,
         map_location=None,
+        model_args: tuple = (),
+        model_kwargs: dict | None = None,
     ) -> NeuralPosterior:
         """Load a guide written by :meth:`save` and attach ``model`` to it. A guide trained with
         a custom ``embedding_net`` or ``estimator`` needs a fresh instance / the callable again.
-        The file is unpickled: load only files you trust."""
+        The file is unpickled: load only files you trust.
+
+        ``model`` is run once (its observed sites fixed to zeros of the saved shapes, with
+        ``model_args``/``model_kwargs``) to check that its latent and observed sites are those
+        the guide was trained on.
+
+        :raises SiteError: with the differences (names, shapes, supports) if they are not.
+        """
         saved = torch.load(path, map_location=map_location, weights_only=False)
         if not isinstance(saved, dict) or "format" not in saved:
             raise ValueError(f"{path} is not a guide saved by NeuralPosterior.save")
@@ -338,6 +375,7 @@ class NeuralPosterior(PyroModule):
             saved.get("missing", "drop"),
             **saved["estimator_kwargs"],
         )
+        _check_same_sites(path, saved["sites"], model, model_args, model_kwargs or {})
         guide._create_networks(saved["sites"], torch.Size(saved["x_shape"]))
         guide.load_state_dict(saved["state_dict"])
         if saved.get("proposal_correction") is not None:
@@ -345,6 +383,33 @@ class NeuralPosterior(PyroModule):
             guide.proposal_correction = MultivariateNormal(loc, covariance_matrix=cov)
         guide.eval()
         return guide
+
+
+def _check_same_sites(path, saved: ModelSites, model: Callable, args: tuple, kwargs: dict) -> None:
+    """Refuse to attach a saved guide to a model whose sites differ from those it was trained on."""
+    placeholders = {name: torch.zeros(shape) for name, shape in saved.observed.items()}
+    fix = "load it with the model it was trained on, or train a guide of this model"
+    state = pyro.util.get_rng_state()  # loading leaves the caller's random streams alone
+    try:
+        current = ModelSites.from_model(model, tuple(saved.observed), placeholders, *args, **kwargs)
+    except SiteError as error:
+        raise SiteError(f"the guide in {path} does not fit this model: {error}; {fix}") from None
+    except Exception as error:
+        warnings.warn(
+            f"could not run the model to check its sites against the guide in {path} ({type(error).__name__}: "
+            f"{error}); pass NeuralPosterior.load(..., model_args=..., model_kwargs=...) to check them",
+            stacklevel=3,
+        )
+        return
+    finally:
+        pyro.util.set_rng_state(state)
+    differences = saved.differences(current)
+    if differences:
+        raise SiteError(
+            f"the guide in {path} was trained on a model with other sites than this one: "
+            + "; ".join(differences) + f" (saved -> this model). Sampling from it would draw the sites it "
+            f"does not know from the prior: {fix}"
+        )
 
 
 def _all_invalid_message(simulations: Simulations) -> str:

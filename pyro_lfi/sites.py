@@ -10,19 +10,23 @@ by the change of variables
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pyro
 import torch
 from pyro import poutine
 from pyro.distributions.util import sum_rightmost
 from pyro.poutine.util import prune_subsample_sites
-from torch.distributions import biject_to, constraints
+from torch.distributions import constraints
 
+from .bijections import bijection
 from .simulator import Simulator
 
-__all__ = ["LatentSite", "ModelSites", "ObservationError", "SiteError", "unwrap_distribution"]
+__all__ = ["LatentSite", "ModelSites", "ObservationError", "SiteError", "as_observation", "check_site_roles",
+           "unwrap_distribution"]
 
 
 class SiteError(ValueError):
@@ -65,8 +69,9 @@ class LatentSite:
 
     @property
     def transform(self):
-        """Bijection from the unconstrained space onto the site's support."""
-        return biject_to(self.support)
+        """Bijection from the unconstrained space onto the site's support
+        (:func:`pyro_lfi.bijections.bijection`: ``biject_to``, and positive definite matrices)."""
+        return bijection(self.support)
 
     @property
     def unconstrained_shape(self) -> torch.Size:
@@ -124,11 +129,18 @@ class ModelSites:
                     f"latent site '{name}' has discrete support {support}: neural posterior "
                     "guides model continuous latents only (enumerate or condition it out)"
                 )
-            latents.append(
-                LatentSite(name, site["value"].shape, support, site["fn"].event_dim)
-            )
+            latent = LatentSite(name, site["value"].shape, support, site["fn"].event_dim)
+            try:
+                _ = latent.unconstrained_shape
+            except NotImplementedError as error:
+                raise SiteError(
+                    f"latent site '{name}' has support {support}, which has no bijection from an "
+                    f"unconstrained space ({error}); give it a prior with another support"
+                ) from None
+            latents.append(latent)
         if not latents:
-            raise SiteError("the model has no latent sample sites to infer")
+            raise SiteError(no_latents_message(observed, sorted(sample_sites)))
+        _check_fixed_supports(model, data, latents, args, kwargs)
         shapes = {name: sample_sites[name]["value"].shape for name in observed}
         return cls(tuple(latents), shapes)
 
@@ -162,13 +174,84 @@ class ModelSites:
         r""":math:`\sum_i \log\lvert\det \partial\theta_i/\partial z_i\rvert`, shape ``z.shape[:-1]``."""
         return sum(self.to_constrained(z)[1].values())
 
+    # -- checks ---------------------------------------------------------------------------------
+
+    def check_simulated(self, values: Mapping[str, torch.Tensor], latent_names: Sequence[str], rows: torch.Tensor):
+        """Check simulated ``values`` (``[n, *shape]`` per site) against these sites: every
+        latent and observed site present with the site's shape per row, and the latent values
+        of the ``rows`` to train on inside each site's support.
+
+        :raises SiteError: naming the site, the shapes or the number of rows outside the support.
+        """
+        names = set(values)
+        for site in self.latents:
+            if site.name not in names:
+                raise SiteError(
+                    f"latent site '{site.name}' of the model has no simulated values: the simulations "
+                    f"hold the latent sites {list(latent_names)}, so they come from another model. "
+                    "Simulate this model (pyro_lfi.simulate(model, ...)) or train a guide of the model "
+                    "that made them"
+                )
+        extra = [n for n in latent_names if n not in self.latent_names and n not in self.observed]
+        if extra:
+            warnings.warn(
+                f"the simulations have latent site(s) {extra} that the model does not sample (conditioned "
+                "or renamed?): the guide learns a posterior marginalized over them",
+                stacklevel=4,
+            )
+        shapes = {s.name: s.shape for s in self.latents} | dict(self.observed)
+        for name, shape in shapes.items():
+            row_shape = tuple(values[name].shape[1:])
+            if row_shape != tuple(shape):
+                raise SiteError(
+                    f"site '{name}' has shape {row_shape} per simulation in the simulations, but "
+                    f"{tuple(shape)} in the model: the simulations come from another version of the "
+                    "model. Simulate this model again (pyro_lfi.simulate(model, ...))"
+                )
+        for site in self.latents:
+            value = values[site.name][rows]
+            outside = _outside_support(site, value)
+            if outside.any():
+                first = value[outside][0]
+                raise SiteError(
+                    f"latent site '{site.name}': {int(outside.sum())} of {len(value)} simulated rows to "
+                    f"train on lie outside its support {site.support} (e.g. {_short(first)}), so they "
+                    "were not drawn from this model's prior (a campaign of another model?). Simulate "
+                    "this model (pyro_lfi.simulate(model, ...)), or train a guide of the model that "
+                    "made them"
+                )
+
+    def differences(self, other: ModelSites) -> list[str]:
+        """How ``other``'s sites differ from these (names, shapes, supports), one line each."""
+        lines = []
+        mine, theirs = {s.name: s for s in self.latents}, {s.name: s for s in other.latents}
+        for name in mine.keys() - theirs.keys():
+            lines.append(f"latent site '{name}' {tuple(mine[name].shape)} is missing")
+        for name in theirs.keys() - mine.keys():
+            lines.append(f"latent site '{name}' {tuple(theirs[name].shape)} is new")
+        for name in mine.keys() & theirs.keys():
+            a, b = mine[name], theirs[name]
+            if a.shape != b.shape:
+                lines.append(f"latent site '{name}': shape {tuple(a.shape)} -> {tuple(b.shape)}")
+            if repr(a.support) != repr(b.support):
+                lines.append(f"latent site '{name}': support {a.support} -> {b.support}")
+        if not lines and self.latent_names != other.latent_names:
+            lines.append(f"latent sites in another order: {list(self.latent_names)} -> {list(other.latent_names)}")
+        for name, shape in self.observed.items():
+            if name not in other.observed:
+                lines.append(f"observed site '{name}' is missing")
+            elif tuple(other.observed[name]) != tuple(shape):
+                lines.append(f"observed site '{name}': shape {tuple(shape)} -> {tuple(other.observed[name])}")
+        return sorted(lines)
+
     # -- observations ---------------------------------------------------------------------------
 
     def data_batch_shape(self, data: dict[str, torch.Tensor]) -> torch.Size:
         """Leading batch shape of observations, checked against the simulated shapes."""
         batch = None
         for name, shape in self.observed.items():
-            b = _batch_shape(_require(data, name), shape, name, kind="observation")
+            value = as_observation(name, _require(data, name, "observation"), shape)
+            b = _batch_shape(value, shape, name, kind="observation")
             if batch is not None and b != batch:
                 raise ObservationError(
                     f"observed sites have different batch shapes: {tuple(batch)} and {tuple(b)} ('{name}')"
@@ -177,18 +260,102 @@ class ModelSites:
         return batch
 
     def flat_data(self, data: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Observed values as one tensor: the site's own shape when there is one observed site,
-        else every site flattened and concatenated along the last dim."""
+        """Observed values as one tensor: the site's own shape when there is one observed site
+        (``(1,)`` for a scalar site), else every site flattened and concatenated along the last
+        dim. Arrays and lists become tensors."""
+        data = {n: as_observation(n, _require(data, n, "observation"), shape) for n, shape in self.observed.items()}
         batch = self.data_batch_shape(data)
         if len(self.observed) == 1:
-            return data[next(iter(self.observed))]
+            (name, shape), = self.observed.items()
+            return data[name].unsqueeze(-1) if len(shape) == 0 else data[name]
         return torch.cat([data[n].reshape(batch + (-1,)) for n in self.observed], dim=-1)
 
 
-def _require(values: dict, name: str) -> torch.Tensor:
+def _check_fixed_supports(model, data: dict, latents: Sequence[LatentSite], args, kwargs) -> None:
+    """Refuse a latent site whose support changes with the other latents (``Uniform(0, sigma)``):
+    a guide maps each site through one bijection, read from one run of the model."""
+    state = pyro.util.get_rng_state()  # a second prior draw, invisible to the caller's random streams
+    try:
+        with poutine.block():
+            trace = poutine.trace(poutine.condition(model, data=data)).get_trace(*args, **kwargs)
+    finally:
+        pyro.util.set_rng_state(state)
+    for site in latents:
+        node = trace.nodes.get(site.name)
+        other = node["fn"].support if node is not None else site.support
+        if repr(other) != repr(site.support):
+            raise SiteError(
+                f"latent site '{site.name}' has a support that changes with the other latent sites "
+                f"({site.support} in one run of the model, {other} in another): a guide maps each site "
+                "through one fixed bijection. Sample it on a fixed support and transform it, e.g. "
+                "theta = sigma * pyro.sample('u', dist.Uniform(0., 1.)) instead of Uniform(0., sigma)"
+            )
+
+
+def no_latents_message(observed: Sequence[str], sample_sites: Sequence[str]) -> str:
+    return (
+        f"the model has no latent sample sites to infer (its sample sites: {list(sample_sites)}, of which "
+        f"{list(observed)} observed): a neural posterior is over the parameters the model draws with "
+        "pyro.sample(name, prior) and passes to the Simulator. Sample the parameters at sites of their "
+        "own, e.g. theta = pyro.sample('theta', dist.Normal(0., 1.)); lfi.Simulator(fn, theta)"
+    )
+
+
+def _require(values: dict, name: str, kind: str = "value") -> torch.Tensor:
     if name not in values:
-        raise SiteError(f"no value for site '{name}'; got sites {sorted(values)}")
+        error = ObservationError if kind == "observation" else SiteError
+        raise error(f"no {kind} for site '{name}'; got sites {sorted(values)}")
+    if kind == "observation":
+        return values[name]
     return torch.as_tensor(values[name], dtype=torch.get_default_dtype())
+
+
+def as_observation(name: str, value, shape: Sequence[int] | None = None) -> torch.Tensor:
+    """An observed value as a floating tensor (from a tensor, array, list or number).
+
+    :raises ObservationError: for strings and other non-numeric values, naming the site.
+    """
+    if isinstance(value, torch.Tensor):
+        return value if value.is_floating_point() else value.to(torch.get_default_dtype())
+    expected = "" if shape is None else f" of shape {tuple(shape)} (or [batch, *{tuple(shape)}])"
+    if not isinstance(value, str | bytes):
+        try:
+            array = np.asarray(value)
+            if array.dtype.kind in "biuf":
+                return torch.as_tensor(array, dtype=torch.get_default_dtype())
+        except (TypeError, ValueError):
+            pass
+    raise ObservationError(
+        f"the observation of site '{name}' is a {type(value).__name__} ({_short(value)}), not numbers: "
+        f"pass a tensor{expected}, or an array or list of numbers"
+    )
+
+
+def _short(value, limit: int = 60) -> str:
+    text = repr(value.tolist() if isinstance(value, torch.Tensor) else value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _outside_support(site: LatentSite, value: torch.Tensor) -> torch.Tensor:
+    """Rows of ``value`` (``[n, *site.shape]``) outside the site's support; a row exactly on an
+    open boundary (e.g. 0 for a positive site, after underflow) is not counted, as its
+    unconstrained value is infinite and the row is dropped later."""
+    n = len(value)
+    if n == 0:
+        return torch.zeros(0, dtype=torch.bool)
+    ok = site.support.check(value).reshape(n, -1).all(-1)
+    if ok.all():
+        return ~ok
+    bad = value[~ok]
+    with torch.no_grad():
+        try:
+            z = site.transform.inv(bad).reshape(len(bad), -1)
+            boundary = torch.isinf(z).any(-1) & ~torch.isnan(z).any(-1)
+        except (RuntimeError, ValueError):  # e.g. a Cholesky factorization that fails
+            boundary = torch.zeros(len(bad), dtype=torch.bool)
+    outside = ~ok
+    outside[~ok] = ~boundary
+    return outside
 
 
 def _batch_shape(value: torch.Tensor, shape: torch.Size, name: str, kind: str = "value") -> torch.Size:
@@ -201,6 +368,46 @@ def _batch_shape(value: torch.Tensor, shape: torch.Size, name: str, kind: str = 
             f"(or [batch, {', '.join(map(str, shape))}] for several)"
         )
     return value.shape[: value.dim() - k]
+
+
+class _SimulatorPlaceholder(pyro.poutine.messenger.Messenger):
+    """Gives unobserved simulator sites zeros instead of running the simulator."""
+
+    def _pyro_sample(self, msg):
+        if not msg["is_observed"] and is_simulator_site(msg):
+            fn = msg["fn"]
+            msg["value"] = torch.zeros(fn.batch_shape + fn.event_shape)
+            msg["done"] = True
+
+
+def check_site_roles(model, observed: Sequence[str], *args, **kwargs) -> None:
+    """Before any simulation, where it can: refuse a model without latent sites and an
+    ``observed`` name that is a latent site. Runs ``model(*args, **kwargs)`` once with zeros in
+    place of its simulators' outputs; a model that cannot run so (it needs arguments, or uses
+    the simulated values) is checked when the guide is built instead.
+
+    :raises SiteError: naming the site and the fix.
+    """
+    state = pyro.util.get_rng_state()  # drawing from the prior here leaves the user's random streams alone
+    try:
+        with poutine.block(), _SimulatorPlaceholder():
+            trace = prune_subsample_sites(poutine.trace(model).get_trace(*args, **kwargs))
+    except Exception:  # best effort: build() checks again on the simulations
+        return
+    finally:
+        pyro.util.set_rng_state(state)
+    sites = {n: s for n, s in trace.nodes.items() if s["type"] == "sample"}
+    data = [n for n, s in sites.items() if s["is_observed"] or is_simulator_site(s)]
+    latent = [n for n, s in sites.items() if n not in data and not s["infer"].get("is_auxiliary")]
+    for name in observed:
+        if name in latent:
+            raise SiteError(
+                f"observed='{name}' names a latent site of the model (a parameter it samples from a "
+                f"prior), not a data site; the model's data sites are {data}: pass "
+                f"NeuralPosterior(model, observed={data[0] if len(data) == 1 else data!r})"
+            )
+    if not latent:
+        raise SiteError(no_latents_message(observed, list(sites)))
 
 
 class _ObservationReader(pyro.poutine.messenger.Messenger):
@@ -220,7 +427,10 @@ class _ObservationReader(pyro.poutine.messenger.Messenger):
                 "model receives it (e.g. model(x=x_o) -> guide.sample(n, x=x_o)) or condition the "
                 "model with pyro.condition(model, data={...})"
             )
-        self.values[msg["name"]] = msg["value"]
+        try:  # arrays and lists of numbers become tensors; ModelSites.flat_data reports the rest
+            self.values[msg["name"]] = as_observation(msg["name"], msg["value"])
+        except ObservationError:
+            self.values[msg["name"]] = msg["value"]
         msg["done"] = True
         msg["stop"] = True
 

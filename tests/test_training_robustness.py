@@ -1,7 +1,8 @@
 """The training loop survives non-finite losses and Ctrl-C; every training option takes effect
-where it is accepted."""
+where it is accepted; too few usable rows get a warning."""
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -302,3 +303,36 @@ def test_unknown_and_out_of_range_options_are_refused_with_the_valid_ones(linear
         npe.train(linear_sims, learning_rate=-0.1)
     with pytest.raises(ValueError, match=r"validation_fraction=1\.0"):
         lfi.TrainingConfig(validation_fraction=1.0)
+
+
+# -- too few usable rows ----------------------------------------------------------------------------
+
+
+def _too_few_warnings(record):
+    return [str(w.message) for w in record if "too few to learn" in str(w.message)]
+
+
+def test_too_few_usable_rows_get_a_warning_with_the_reasons(linear_sims):
+    sims = linear_sims[torch.arange(300)]
+    sims.status[10:200] = lfi.Status.EXCEPTION
+    sims.status[200:] = lfi.Status.NONFINITE
+    messages = sims.message.copy()
+    messages[10:200] = "RuntimeError: solver diverged"
+    sims.message = messages
+    npe = lfi.NPE(linear_model, lfi.NeuralPosterior(linear_model), progress=False, max_epochs=1)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        npe.train(sims)
+    (message,) = _too_few_warnings(record)
+    assert "only 10 of 300 simulated rows (3.3%)" in message
+    assert "ok: 10, nonfinite: 100, exception: 190" in message
+    assert "'RuntimeError: solver diverged' (190 rows)" in message
+    assert "simulate more" in message and "restrict=" in message and "missing='impute'" in message
+
+
+def test_enough_usable_rows_train_without_that_warning(linear_sims):
+    npe = lfi.NPE(linear_model, lfi.NeuralPosterior(linear_model), progress=False, max_epochs=1)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        npe.train(linear_sims)
+    assert not _too_few_warnings(record)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
+from collections import Counter
 from collections.abc import Callable
 
 import pyro.optim
@@ -215,15 +216,25 @@ def _check_simulations(simulations) -> None:
         raise TypeError(f"expected pyro_lfi.Simulations, got {type(simulations).__name__}")
 
 
+#: Fewer usable rows than this, or a smaller share of all rows, gets a warning before training.
+MIN_TRAINING_ROWS = 100
+MIN_USABLE_SHARE = 0.1
+
+
 def training_tensors(guide: NeuralPosterior, simulations: Simulations):
     """``(x, z, kept)``: observations and unconstrained parameters of the rows the guide can
     train on (:meth:`~pyro_lfi.NeuralPosterior.usable`) that have finite ``z``, and the mask of
-    those rows."""
+    those rows.
+
+    :raises SiteError: if the simulations do not fit the guide's sites (see
+        :meth:`~pyro_lfi.sites.ModelSites.check_simulated`).
+    """
     _check_simulations(simulations)
-    sites = guide.sites
+    sites = guide._require_built()
     kept = guide.usable(simulations)
     if not kept.any():
         raise ValueError(_all_invalid_message(simulations))
+    sites.check_simulated(simulations.values, simulations.latent_names, kept)
     valid = simulations[kept]
     x = sites.flat_data({n: valid.values[n] for n in guide.observed})
     z = sites.to_unconstrained(valid.latents)
@@ -236,7 +247,37 @@ def training_tensors(guide: NeuralPosterior, simulations: Simulations):
         )
         x, z = x[finite], z[finite]
         kept[kept.clone()] = finite
+    _warn_if_few(guide, simulations, len(x))
     return x, z, kept
+
+
+def _warn_if_few(guide: NeuralPosterior, simulations: Simulations, usable: int) -> None:
+    """Warn, with the reasons rows were invalid, when too few rows are left to learn from."""
+    total = len(simulations)
+    if usable >= MIN_TRAINING_ROWS and usable >= MIN_USABLE_SHARE * total:
+        return
+    counts = ", ".join(f"{status}: {count}" for status, count in simulations.summary().items())
+    reasons = ""
+    messages = Counter(m for m, ok in zip(simulations.message, simulations.valid.tolist()) if m and not ok)
+    if messages:
+        reasons = "; most frequent errors: " + "; ".join(f"{_clip(m)!r} ({c} rows)" for m, c in messages.most_common(3))
+    advice = ["simulate more"]
+    if usable < MIN_USABLE_SHARE * total:
+        advice.append("focus later rounds where the simulator works with pyro_lfi.SNPE(..., restrict=0.5)")
+    if guide.missing == "drop" and simulations.summary().get("nonfinite", 0):
+        advice.append("train on rows with partly missing outputs with NeuralPosterior(..., missing='impute')")
+    warnings.warn(
+        f"only {usable} of {total} simulated rows ({usable / total:.1%}) can be trained on ({counts}"
+        f"{reasons}): too few to learn a posterior from. To do: " + ", or ".join(advice),
+        UserWarning,
+        stacklevel=5,
+    )
+
+
+def _clip(message: str, limit: int = 80) -> str:
+    """The first line of an error message, cut to ``limit`` characters."""
+    message = message.strip().splitlines()[0] if message.strip() else message
+    return message if len(message) <= limit else message[: limit - 3] + "..."
 
 
 def _device_of(module: torch.nn.Module) -> torch.device:
