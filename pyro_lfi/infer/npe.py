@@ -278,7 +278,8 @@ def _warn_if_few(guide: NeuralPosterior, simulations: Simulations, usable: int) 
 
 
 def _clip(message: str, limit: int = 80) -> str:
-    message = message.strip().splitlines()[-1] if message.strip() else message
+    """The first line of an error message, cut to ``limit`` characters."""
+    message = message.strip().splitlines()[0] if message.strip() else message
     return message if len(message) <= limit else message[: limit - 3] + "..."
 
 
