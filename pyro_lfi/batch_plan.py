@@ -16,7 +16,7 @@ from pyro import poutine
 
 from .deadline import Finished, call_with_deadline
 from .fingerprint import code_identity, describe
-from .probe import read_layout, uncondition
+from .probe import ModelLayout, read_layout, uncondition
 from .seeding import derived_seed, seeded
 from .simulations import Simulations, Status
 from .simulator import DeclaredShapeError
@@ -38,12 +38,7 @@ class BatchPlan:
     and what determines its rows (:attr:`fingerprint`)."""
 
     model: object
-    latents: tuple[str, ...]
-    data: tuple[str, ...]
-    deterministic: tuple[str, ...]
-    shapes: dict[str, torch.Size]
-    batch_dims: dict[str, int]
-    max_plate_nesting: int
+    layout: ModelLayout
     fingerprint: dict
 
     @classmethod
@@ -70,39 +65,34 @@ class BatchPlan:
             "arguments": describe({"args": list(args), "kwargs": kwargs}),
             "sites": layout.identities,
         }
-        return cls(free, layout.latents, layout.data, layout.deterministic, layout.shapes, layout.batch_dims,
-                   layout.max_plate_nesting, fingerprint)
-
-    @property
-    def recorded(self) -> tuple[str, ...]:
-        """Every site a campaign records: latents, data, deterministic."""
-        return self.latents + self.data + self.deterministic
+        return cls(free, layout, fingerprint)
 
     def check_parameters(self, parameters: dict, num_simulations: int) -> dict[str, torch.Tensor]:
         """Validate fixed latent values ``[num_simulations, *site_shape]``."""
         checked = {}
         for name, value in parameters.items():
-            if name not in self.latents:
-                raise ValueError(f"'{name}' is not a latent site of the model; latent sites: {self.latents}")
+            if name not in self.layout.latents:
+                raise ValueError(f"'{name}' is not a latent site of the model; latent sites: {self.layout.latents}")
             value = torch.as_tensor(value, dtype=torch.get_default_dtype())
-            expected = (num_simulations,) + tuple(self.shapes[name])
+            expected = (num_simulations,) + tuple(self.layout.shapes[name])
             if tuple(value.shape) != expected:
                 raise ValueError(
                     f"parameters['{name}'] has shape {tuple(value.shape)}; expected {expected} "
-                    f"(one row per simulation of the site's shape {tuple(self.shapes[name])})"
+                    f"(one row per simulation of the site's shape {tuple(self.layout.shapes[name])})"
                 )
             checked[name] = value
         return checked
 
     def _vectorized_shape(self, name: str, size: int) -> tuple[int, ...]:
         """Shape of site ``name`` under the simulation plate: rows, broadcast dims, own shape."""
-        pad = self.max_plate_nesting - self.batch_dims[name]
-        return (size,) + (1,) * pad + tuple(self.shapes[name])
+        pad = self.layout.max_plate_nesting - self.layout.batch_dims[name]
+        return (size,) + (1,) * pad + tuple(self.layout.shapes[name])
 
     def _vectorized(self, size: int, fixed: dict):
         """The model under a plate of ``size`` rows, with latent values ``fixed`` ([size, *shape])."""
         fixed = {n: v.reshape(self._vectorized_shape(n, size)) for n, v in fixed.items()}
-        return poutine.condition(pyro.plate(_PLATE, size, dim=-self.max_plate_nesting - 1)(self.model), data=fixed)
+        plate = pyro.plate(_PLATE, size, dim=-self.layout.max_plate_nesting - 1)
+        return poutine.condition(plate(self.model), data=fixed)
 
     def run(self, size: int, seed: int, fixed: dict, args, kwargs) -> Simulations:
         """Simulate ``size`` rows vectorized under ``seed``; if the simulator raises, every row
@@ -117,9 +107,9 @@ class BatchPlan:
                 except Exception:
                     failed = True
             if failed:  # isolate the failing rows
-                partial = self._values(tracer.trace, self.latents)
+                partial = self._values(tracer.trace, self.layout.latents)
                 return Simulations.concat([self._run_row(partial, i, args, kwargs) for i in range(size)])
-        return self._assemble(self._values(tracer.trace, self.recorded, size), size)
+        return self._assemble(self._values(tracer.trace, self.layout.recorded, size), size)
 
     def run_isolated(self, size: int, seed: int, fixed: dict, args, kwargs, timeout: float | None) -> Simulations:
         """:meth:`run` in a forked child process, killed after ``timeout * size`` seconds (never
@@ -145,9 +135,10 @@ class BatchPlan:
     def default_batch_size(self, num_simulations: int) -> int:
         """Rows per batch when none is given (see :func:`simulate`). It depends on the model
         alone, not on where the batches run, so that the same seed gives the same rows anywhere."""
-        row_bytes = sum(self.shapes[n].numel() for n in self.recorded) * torch.get_default_dtype().itemsize
+        shapes = self.layout.shapes
+        row_bytes = sum(shapes[n].numel() for n in self.layout.recorded) * torch.get_default_dtype().itemsize
         rows = math.ceil(num_simulations / MIN_BATCHES)
-        looped = any(site.get("batched") is False for site in self.fingerprint["sites"].values())
+        looped = any(site.get("batched") is False for site in self.layout.identities.values())
         if not looped:  # a vectorized simulator pays a fixed cost per call (e.g. per time step)
             rows = max(rows, MIN_BATCH_ROWS)
         return max(1, min(rows, BATCH_BYTES // max(1, row_bytes), num_simulations))
@@ -160,26 +151,26 @@ class BatchPlan:
                 "seed": seed,
                 "num_simulations": num_simulations,
                 "batch_size": batch_size,
-                "latent_sites": {n: list(self.shapes[n]) for n in self.latents},
-                "data_sites": {n: list(self.shapes[n]) for n in self.data},
-                "deterministic_sites": {n: list(self.shapes[n]) for n in self.deterministic},
+                "latent_sites": {n: list(self.layout.shapes[n]) for n in self.layout.latents},
+                "data_sites": {n: list(self.layout.shapes[n]) for n in self.layout.data},
+                "deterministic_sites": {n: list(self.layout.shapes[n]) for n in self.layout.deterministic},
             },
             "fingerprint": {**self.fingerprint, "parameters": describe(parameters)},
         }
 
     def _latents(self, size: int, seed: int, fixed: dict, args, kwargs) -> dict[str, torch.Tensor]:
         """The latent values :meth:`run` draws for a batch, without calling the simulator."""
-        blank = {n: torch.full((size, *self.shapes[n]), float("nan")) for n in self.data}
+        blank = {n: torch.full((size, *self.layout.shapes[n]), float("nan")) for n in self.layout.data}
         with seeded(seed), torch.no_grad(), poutine.trace() as tracer, contextlib.suppress(Exception):
             self._vectorized(size, {**fixed, **blank})(*args, **kwargs)
-        return self._values(tracer.trace, self.latents)
+        return self._values(tracer.trace, self.layout.latents)
 
     def _seeded_row(self, partial: dict, i: int, seed: int, args, kwargs) -> Simulations:
         with seeded(seed), torch.no_grad():
             return self._run_row(partial, i, args, kwargs)
 
     def _failed_row(self, partial: dict, i: int, status: Status, message: str) -> Simulations:
-        values = {n: self._rows(n, partial[n][i : i + 1], 1) for n in self.latents if n in partial}
+        values = {n: self._rows(n, partial[n][i : i + 1], 1) for n in self.layout.latents if n in partial}
         return self._assemble(values, 1, status, message)
 
     def _run_row(self, partial: dict, i: int, args, kwargs) -> Simulations:
@@ -192,9 +183,9 @@ class BatchPlan:
             except Exception as err:
                 error = err
         if error is not None:
-            values = self._values(tracer.trace, self.latents, 1)
+            values = self._values(tracer.trace, self.layout.latents, 1)
             return self._assemble(values, 1, Status.EXCEPTION, f"{type(error).__name__}: {error}")
-        return self._assemble(self._values(tracer.trace, self.recorded, 1), 1)
+        return self._assemble(self._values(tracer.trace, self.layout.recorded, 1), 1)
 
     def _values(self, trace, names: Sequence[str], size: int | None = None) -> dict[str, torch.Tensor]:
         """The values of the sites ``names`` that ``trace`` reached; ``[size, *shape]`` each
@@ -205,23 +196,23 @@ class BatchPlan:
         return {n: self._rows(n, nodes[n]["value"], size) for n in names if n in nodes}
 
     def _rows(self, name: str, value: torch.Tensor, size: int) -> torch.Tensor:
-        shape = (size,) + self.shapes[name]
+        shape = (size,) + self.layout.shapes[name]
         if value.numel() != torch.Size(shape).numel():
             raise ValueError(
                 f"site '{name}' has shape {tuple(value.shape)} when simulated {size} at a time, but "
-                f"shape {tuple(self.shapes[name])} alone: its distribution must broadcast over "
+                f"shape {tuple(self.layout.shapes[name])} alone: its distribution must broadcast over "
                 "pyro.plate batch dims (declare per-simulation dims with .to_event)"
             )
         return value.reshape(shape).to(torch.get_default_dtype())
 
     def _assemble(self, values: dict, size: int, status: Status = Status.OK, message: str = "") -> Simulations:
         """Rows of every recorded site (NaN where ``values`` lacks one, e.g. past a failure)."""
-        values = {n: values[n] if n in values else torch.full((size, *self.shapes[n]), float("nan"))
-                  for n in self.recorded}
+        values = {n: values[n] if n in values else torch.full((size, *self.layout.shapes[n]), float("nan"))
+                  for n in self.layout.recorded}
         codes = torch.full((size,), int(status), dtype=torch.int8)
         messages = None if status == Status.OK else np.full(size, message, dtype=object)
         # a finite sum means every entry is finite (NaN and inf propagate): one cheap pass when all is well
-        outputs = [values[n] for n in self.data] if status == Status.OK else []
+        outputs = [values[n] for n in self.layout.data] if status == Status.OK else []
         suspects = [v for v in outputs if not torch.isfinite(v.sum())]
         if suspects:
             finite = torch.ones(size, dtype=torch.bool)
@@ -229,5 +220,5 @@ class BatchPlan:
                 finite &= torch.isfinite(v.reshape(size, -1)).all(-1)
             codes[~finite] = int(Status.NONFINITE)
             messages = np.where((~finite).numpy(), "non-finite simulator output", "").astype(object)
-        return Simulations(values, self.latents, self.data, codes, messages)
+        return Simulations(values, self.layout.latents, self.layout.data, codes, messages)
 

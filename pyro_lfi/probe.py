@@ -97,6 +97,11 @@ class ModelLayout:
     max_plate_nesting: int
     identities: dict[str, dict]  #: per site, what determines its values (see :mod:`pyro_lfi.fingerprint`)
 
+    @property
+    def recorded(self) -> tuple[str, ...]:
+        """Every site a campaign records: latents, data, deterministic."""
+        return self.latents + self.data + self.deterministic
+
     @classmethod
     def of(cls, trace) -> ModelLayout:
         latents, data, deterministic = [], [], []

@@ -169,9 +169,9 @@ def _read_back(disk: SimulationStore, batches: list[_Batch], plan: BatchPlan) ->
 def _mismatch(sims: Simulations, batch: _Batch, plan: BatchPlan) -> str:
     if len(sims) != batch.size:
         return f"{len(sims)} rows instead of {batch.size}"
-    if set(sims.values) != set(plan.recorded):
-        return f"sites {sorted(sims.values)} instead of {sorted(plan.recorded)}"
-    wrong = [n for n in plan.recorded if sims.values[n].shape[1:] != plan.shapes[n]]
+    if set(sims.values) != set(plan.layout.recorded):
+        return f"sites {sorted(sims.values)} instead of {sorted(plan.layout.recorded)}"
+    wrong = [n for n in plan.layout.recorded if sims.values[n].shape[1:] != plan.layout.shapes[n]]
     return f"sites {wrong} of another shape" if wrong else ""
 
 

@@ -14,7 +14,6 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import pyro
 import torch
 from pyro import poutine
@@ -23,18 +22,15 @@ from pyro.poutine.util import prune_subsample_sites
 from torch.distributions import constraints
 
 from .bijections import bijection
+from .observations import ObservationError, as_observation, read_observation, short_repr
 from .simulator import Simulator
 
-__all__ = ["LatentSite", "ModelSites", "ObservationError", "SiteError", "as_observation", "check_site_roles",
+__all__ = ["LatentSite", "ModelSites", "ObservationError", "SiteError", "check_site_roles", "read_observation",
            "unwrap_distribution"]
 
 
 class SiteError(ValueError):
     """A model's sites do not fit what pyro_lfi needs (unknown name, discrete latent, ...)."""
-
-
-class ObservationError(ValueError):
-    """An observation is missing or does not have the shape the simulator produces."""
 
 
 def unwrap_distribution(fn):
@@ -215,7 +211,7 @@ class ModelSites:
                 first = value[outside][0]
                 raise SiteError(
                     f"latent site '{site.name}': {int(outside.sum())} of {len(value)} simulated rows to "
-                    f"train on lie outside its support {site.support} (e.g. {_short(first)}), so they "
+                    f"train on lie outside its support {site.support} (e.g. {short_repr(first)}), so they "
                     "were not drawn from this model's prior (a campaign of another model?). Simulate "
                     "this model (pyro_lfi.simulate(model, ...)), or train a guide of the model that "
                     "made them"
@@ -310,32 +306,6 @@ def _require(values: dict, name: str, kind: str = "value") -> torch.Tensor:
     return torch.as_tensor(values[name], dtype=torch.get_default_dtype())
 
 
-def as_observation(name: str, value, shape: Sequence[int] | None = None) -> torch.Tensor:
-    """An observed value as a floating tensor (from a tensor, array, list or number).
-
-    :raises ObservationError: for strings and other non-numeric values, naming the site.
-    """
-    if isinstance(value, torch.Tensor):
-        return value if value.is_floating_point() else value.to(torch.get_default_dtype())
-    expected = "" if shape is None else f" of shape {tuple(shape)} (or [batch, *{tuple(shape)}])"
-    if not isinstance(value, str | bytes):
-        try:
-            array = np.asarray(value)
-            if array.dtype.kind in "biuf":
-                return torch.as_tensor(array, dtype=torch.get_default_dtype())
-        except (TypeError, ValueError):
-            pass
-    raise ObservationError(
-        f"the observation of site '{name}' is a {type(value).__name__} ({_short(value)}), not numbers: "
-        f"pass a tensor{expected}, or an array or list of numbers"
-    )
-
-
-def _short(value, limit: int = 60) -> str:
-    text = repr(value.tolist() if isinstance(value, torch.Tensor) else value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _outside_support(site: LatentSite, value: torch.Tensor) -> torch.Tensor:
     """Rows of ``value`` (``[n, *site.shape]``) outside the site's support; a row exactly on an
     open boundary (e.g. 0 for a positive site, after underflow) is not counted, as its
@@ -408,39 +378,3 @@ def check_site_roles(model, observed: Sequence[str], *args, **kwargs) -> None:
             )
     if not latent:
         raise SiteError(no_latents_message(observed, list(sites)))
-
-
-class _ObservationReader(pyro.poutine.messenger.Messenger):
-    """Records the values of observed sites; refuses to simulate them."""
-
-    def __init__(self, names: Sequence[str]):
-        super().__init__()
-        self.names = tuple(names)
-        self.values: dict[str, torch.Tensor] = {}
-
-    def _pyro_sample(self, msg):
-        if msg["name"] not in self.names:
-            return
-        if not msg["is_observed"]:
-            raise ObservationError(
-                f"no observed value for site '{msg['name']}': pass the observation the way the "
-                "model receives it (e.g. model(x=x_o) -> guide.sample(n, x=x_o)) or condition the "
-                "model with pyro.condition(model, data={...})"
-            )
-        try:  # arrays and lists of numbers become tensors; ModelSites.flat_data reports the rest
-            self.values[msg["name"]] = as_observation(msg["name"], msg["value"])
-        except ObservationError:
-            self.values[msg["name"]] = msg["value"]
-        msg["done"] = True
-        msg["stop"] = True
-
-
-def read_observation(model, names: Sequence[str], *args, **kwargs) -> dict[str, torch.Tensor]:
-    """Run ``model`` (blocked from outer handlers) and return the values of its observed sites."""
-    reader = _ObservationReader(names)
-    with poutine.block(), reader:
-        model(*args, **kwargs)
-    missing = [n for n in names if n not in reader.values]
-    if missing:
-        raise ObservationError(f"the model never reached observed site(s) {missing}")
-    return reader.values
