@@ -5,9 +5,10 @@ Write the simulator as the data site of an ordinary Pyro model (:class:`Simulato
 :class:`NPE`) and export the posterior to ArviZ (:func:`to_inference_data`).
 """
 
-from . import baselines, diagnostics, nn
+from . import baselines, diagnostics, errors, nn
 from .arviz import to_inference_data
 from .compare import Comparison, compare
+from .errors import LFIError
 from .guides import NeuralPosterior, NotFittedError
 from .infer import NPE, SNPE, ProposalError, RoundRecord, TrainingConfig, TrainingHistory
 from .mixtures import GaussianDivisionError
@@ -28,6 +29,7 @@ __all__ = [
     "Comparison",
     "DeclaredShapeError",
     "GaussianDivisionError",
+    "LFIError",
     "ModelError",
     "NeuralPosterior",
     "NotFittedError",
@@ -49,6 +51,7 @@ __all__ = [
     "baselines",
     "compare",
     "diagnostics",
+    "errors",
     "nn",
     "simulate",
     "to_inference_data",

@@ -15,16 +15,13 @@ from pyro.nn import PyroModule
 from torch import nn
 from torch.distributions import Distribution
 
+from .errors import NotFittedError
 from .mixtures import divide_by_gaussian
 from .nn import ConditionalDensityEstimator, Flow, MissingFeatures, MixtureDensityNetwork, SkipMLP, Standardize
 from .simulations import Simulations, Status
 from .sites import ModelSites, ObservationError, SiteError, check_site_roles, read_observation
 
 __all__ = ["NeuralPosterior", "NotFittedError"]
-
-
-class NotFittedError(RuntimeError):
-    """The guide has not been built from simulations yet (train it first)."""
 
 
 _ESTIMATORS = ("nsf", "maf", "mdn")

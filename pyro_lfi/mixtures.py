@@ -9,12 +9,10 @@ import torch
 from pyro.distributions import Categorical, MixtureSameFamily, MultivariateNormal
 from torch.distributions import Distribution
 
+from .errors import GaussianDivisionError
+
 __all__ = ["GaussianDivisionError", "divide_by_gaussian", "is_gaussian_mixture", "log_mixture_overlap",
            "moment_matched_gaussian"]
-
-
-class GaussianDivisionError(ValueError):
-    """A mixture component is not narrower than the Gaussian it is divided by."""
 
 
 def is_gaussian_mixture(q: Distribution) -> bool:

@@ -10,11 +10,9 @@ import pyro
 import torch
 from pyro import poutine
 
+from .errors import ObservationError
+
 __all__ = ["ObservationError", "as_observation", "read_observation"]
-
-
-class ObservationError(ValueError):
-    """An observation is missing or does not have the shape the simulator produces."""
 
 
 def as_observation(name: str, value, shape: Sequence[int] | None = None) -> torch.Tensor:

@@ -19,15 +19,12 @@ from pyro import poutine
 from pyro.distributions.util import sum_rightmost
 from pyro.poutine.util import prune_subsample_sites
 
-from .sites import ModelSites, SiteError, plate_depth, read_observation
+from .errors import UnsupportedPriorError
+from .sites import ModelSites, plate_depth, read_observation
 
 __all__ = ["Prior", "UnsupportedPriorError"]
 
 _PLATE = "_lfi_prior"
-
-
-class UnsupportedPriorError(SiteError):
-    """A method needs a prior of a form the model's prior does not have."""
 
 
 class Prior:

@@ -23,6 +23,7 @@ from pyro.poutine.uncondition_messenger import UnconditionMessenger
 from pyro.poutine.util import prune_subsample_sites
 
 from .deadline import Killed, call_with_deadline
+from .errors import ModelError, SimulatorNeverSucceeded
 from .fingerprint import code_identity, distribution_identity
 from .seeding import derived_seed, seeded
 from .simulator import SimulatorShapeError
@@ -37,14 +38,6 @@ MODEL_ATTEMPTS = 10
 #: Trial runs (and seconds) spent looking for one successful simulation.
 SIMULATOR_ATTEMPTS = 2000
 SIMULATOR_SECONDS = 60.0
-
-
-class ModelError(RuntimeError):
-    """The model raised outside its simulators in every trial run: no simulation can succeed."""
-
-
-class SimulatorNeverSucceeded(SimulatorShapeError):
-    """No trial simulation succeeded, so the output shape of an undeclared simulator is unknown."""
 
 
 def uncondition(model, names: Sequence[str] | None):

@@ -8,20 +8,9 @@ import numpy as np
 import torch
 from pyro.distributions import TorchDistribution, constraints
 
+from .errors import DeclaredShapeError, SimulatorLikelihoodError, SimulatorShapeError
+
 __all__ = ["DeclaredShapeError", "Simulator", "SimulatorLikelihoodError", "SimulatorShapeError"]
-
-
-class SimulatorLikelihoodError(NotImplementedError):
-    """Raised when something asks a :class:`Simulator` site for its likelihood."""
-
-
-class SimulatorShapeError(ValueError):
-    """Raised when a simulator returns an output of an unexpected shape."""
-
-
-class DeclaredShapeError(SimulatorShapeError):
-    """The simulator's outputs do not have the ``event_shape`` declared for them: a mistake in the
-    model, raised at once rather than recorded as failed simulations."""
 
 
 def _event_dims_of(param: torch.Tensor, batch_shape: torch.Size) -> int:

@@ -22,15 +22,12 @@ from pyro.poutine.util import prune_subsample_sites
 from torch.distributions import constraints
 
 from .bijections import bijection
+from .errors import SiteError
 from .observations import ObservationError, as_observation, read_observation, short_repr
 from .simulator import Simulator
 
 __all__ = ["LatentSite", "ModelSites", "ObservationError", "SiteError", "check_site_roles", "read_observation",
            "unwrap_distribution"]
-
-
-class SiteError(ValueError):
-    """A model's sites do not fit what pyro_lfi needs (unknown name, discrete latent, ...)."""
 
 
 def unwrap_distribution(fn):

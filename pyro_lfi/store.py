@@ -40,6 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from .errors import CampaignMismatchError, StoreInUseError
 from .fingerprint import differences
 from .simulations import Simulations
 
@@ -51,14 +52,6 @@ except ImportError:  # pragma: no cover - Windows
 __all__ = ["CampaignMismatchError", "SimulationStore", "StoreInUseError"]
 
 _CHUNK = re.compile(r"^chunk-(\d{9})\.nc$")
-
-
-class CampaignMismatchError(ValueError):
-    """Raised when a store on disk holds a different campaign than the one asked for."""
-
-
-class StoreInUseError(RuntimeError):
-    """Raised when another process is running a campaign in the same store."""
 
 
 class SimulationStore:

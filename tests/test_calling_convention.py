@@ -125,3 +125,14 @@ def test_numpy_simulator_with_scalar_output_site():
     sims = lfi.simulate(model, 50, seed=0, progress=False)
     assert sims["x"].shape == (50,)
     assert torch.allclose(sims["x"], sims["theta"].sum(-1))
+
+
+def test_every_library_error_shares_one_base_and_its_builtin():
+    errors = [lfi.SiteError, lfi.ObservationError, lfi.SimulatorShapeError, lfi.DeclaredShapeError,
+              lfi.SimulatorLikelihoodError, lfi.NotFittedError, lfi.ProposalError, lfi.GaussianDivisionError,
+              lfi.UnsupportedPriorError, lfi.CampaignMismatchError, lfi.StoreInUseError, lfi.ModelError,
+              lfi.SimulatorNeverSucceeded]
+    assert all(issubclass(e, lfi.LFIError) for e in errors)
+    assert issubclass(lfi.SiteError, ValueError) and issubclass(lfi.SimulatorLikelihoodError, NotImplementedError)
+    with pytest.raises(lfi.LFIError):
+        lfi.Simulator(lambda t: t, torch.zeros(2)).log_prob(torch.zeros(2))

@@ -12,13 +12,10 @@ import torch
 from pyro.distributions import MixtureSameFamily
 from torch.distributions import Distribution
 
+from ..errors import ProposalError
 from ..prior import Prior
 
 __all__ = ["GuideProposal", "PriorTimesMixture", "ProposalError", "RestrictedProposal", "TruncatedPrior"]
-
-
-class ProposalError(RuntimeError):
-    """A proposal could not produce the requested samples within its budget."""
 
 
 class GuideProposal:
