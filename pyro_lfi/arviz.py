@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from .guides import NeuralPosterior
+from .seeding import seeded
 from .simulate import simulate
 from .simulations import Simulations
 from .sites import ObservationError, read_observation
@@ -31,16 +32,11 @@ class _GuideConverter:
                 "to_inference_data exports the posterior of one observation; got a batch of shape "
                 f"{tuple(sites.data_batch_shape(self.observed))}: call it once per observation"
             )
-        generator_state = torch.get_rng_state()
-        if seed is not None:
-            torch.manual_seed(seed)
-        with torch.no_grad():
+        with seeded(seed), torch.no_grad():
             q = guide.posterior_z(*args, **kwargs)
             z = q.sample((num_samples,))
             self.draws = sites.to_constrained(z)[0]
             self.log_q = q.log_prob(z) - sites.log_abs_det_jacobian(z)
-        if seed is not None:
-            torch.set_rng_state(generator_state)
 
     def posterior(self) -> dict[str, np.ndarray]:
         return _numpy(self.draws)

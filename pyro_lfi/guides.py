@@ -18,6 +18,7 @@ from torch.distributions import Distribution
 from .errors import NotFittedError
 from .mixtures import divide_by_gaussian
 from .nn import ConditionalDensityEstimator, Flow, MissingFeatures, MixtureDensityNetwork, SkipMLP, Standardize
+from .seeding import preserved_rng
 from .simulations import Simulations, Status
 from .sites import ModelSites, ObservationError, SiteError, check_site_roles, read_observation
 
@@ -386,9 +387,9 @@ def _check_same_sites(path, saved: ModelSites, model: Callable, args: tuple, kwa
     """Refuse to attach a saved guide to a model whose sites differ from those it was trained on."""
     placeholders = {name: torch.zeros(shape) for name, shape in saved.observed.items()}
     fix = "load it with the model it was trained on, or train a guide of this model"
-    state = pyro.util.get_rng_state()  # loading leaves the caller's random streams alone
     try:
-        current = ModelSites.from_model(model, tuple(saved.observed), placeholders, *args, **kwargs)
+        with preserved_rng():  # loading leaves the caller's random streams alone
+            current = ModelSites.from_model(model, tuple(saved.observed), placeholders, *args, **kwargs)
     except SiteError as error:
         raise SiteError(f"the guide in {path} does not fit this model: {error}; {fix}") from None
     except Exception as error:
@@ -398,8 +399,6 @@ def _check_same_sites(path, saved: ModelSites, model: Callable, args: tuple, kwa
             stacklevel=3,
         )
         return
-    finally:
-        pyro.util.set_rng_state(state)
     differences = saved.differences(current)
     if differences:
         raise SiteError(

@@ -10,7 +10,7 @@ import numpy as np
 import pyro
 import torch
 
-__all__ = ["derived_seed", "seeded"]
+__all__ = ["derived_seed", "preserved_rng", "seeded"]
 
 
 def derived_seed(seed: int, key: int) -> int:
@@ -19,14 +19,26 @@ def derived_seed(seed: int, key: int) -> int:
 
 
 @contextlib.contextmanager
-def seeded(seed: int):
-    """Seed torch, numpy and random inside the block; restore the previous state after."""
+def preserved_rng():
+    """Restore the state of torch's, numpy's and Python's generators after the block, whatever
+    it drew or raised: work done on the caller's behalf stays invisible to its random streams."""
     state = pyro.util.get_rng_state()
-    _seed_all(seed)
     try:
         yield
     finally:
         pyro.util.set_rng_state(state)
+
+
+@contextlib.contextmanager
+def seeded(seed: int | None):
+    """Seed torch, numpy and random inside the block and restore the previous state after
+    (``None``: leave the global streams as they are)."""
+    if seed is None:
+        yield
+        return
+    with preserved_rng():
+        _seed_all(seed)
+        yield
 
 
 def _seed_all(seed: int) -> None:

@@ -24,6 +24,7 @@ from torch.distributions import constraints
 from .bijections import bijection
 from .errors import SiteError
 from .observations import ObservationError, as_observation, read_observation, short_repr
+from .seeding import preserved_rng
 from .simulator import Simulator
 
 __all__ = ["LatentSite", "ModelSites", "ObservationError", "SiteError", "check_site_roles", "read_observation",
@@ -267,12 +268,8 @@ class ModelSites:
 def _check_fixed_supports(model, data: dict, latents: Sequence[LatentSite], args, kwargs) -> None:
     """Refuse a latent site whose support changes with the other latents (``Uniform(0, sigma)``):
     a guide maps each site through one bijection, read from one run of the model."""
-    state = pyro.util.get_rng_state()  # a second prior draw, invisible to the caller's random streams
-    try:
-        with poutine.block():
-            trace = poutine.trace(poutine.condition(model, data=data)).get_trace(*args, **kwargs)
-    finally:
-        pyro.util.set_rng_state(state)
+    with preserved_rng(), poutine.block():  # a second prior draw, invisible to the caller's random streams
+        trace = poutine.trace(poutine.condition(model, data=data)).get_trace(*args, **kwargs)
     for site in latents:
         node = trace.nodes.get(site.name)
         other = node["fn"].support if node is not None else site.support
@@ -355,14 +352,11 @@ def check_site_roles(model, observed: Sequence[str], *args, **kwargs) -> None:
 
     :raises SiteError: naming the site and the fix.
     """
-    state = pyro.util.get_rng_state()  # drawing from the prior here leaves the user's random streams alone
-    try:
-        with poutine.block(), _SimulatorPlaceholder():
+    try:  # drawing from the prior here leaves the user's random streams alone
+        with preserved_rng(), poutine.block(), _SimulatorPlaceholder():
             trace = prune_subsample_sites(poutine.trace(model).get_trace(*args, **kwargs))
     except Exception:  # best effort: build() checks again on the simulations
         return
-    finally:
-        pyro.util.set_rng_state(state)
     sites = {n: s for n, s in trace.nodes.items() if s["type"] == "sample"}
     data = [n for n, s in sites.items() if s["is_observed"] or is_simulator_site(s)]
     latent = [n for n, s in sites.items() if n not in data and not s["infer"].get("is_auxiliary")]

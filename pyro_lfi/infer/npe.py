@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import warnings
 from collections import Counter
@@ -97,7 +96,7 @@ class NPE:
                 "Train them with pyro_lfi.SNPE, which uses the loss that is correct for each round"
             )
         if not self.guide.is_built:
-            with _seeded_if(seed):  # the networks' initial weights
+            with seeded(seed):  # the networks' initial weights
                 self.guide.build(simulations, *args, **kwargs)
         return training_tensors(self.guide, simulations)
 
@@ -208,10 +207,6 @@ class NPE:
         )
         self.train(sims, model_args=args, model_kwargs=kwargs)
         return sims
-
-
-def _seeded_if(seed: int | None):
-    return seeded(seed) if seed is not None else contextlib.nullcontext()
 
 
 def _check_simulations(simulations) -> None:

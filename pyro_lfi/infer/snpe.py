@@ -44,12 +44,12 @@ from ..guides import NeuralPosterior
 from ..mixtures import as_mixture, is_gaussian_mixture, moment_matched_gaussian
 from ..nn import MixtureDensityNetwork
 from ..prior import Prior
-from ..seeding import seeded
+from ..seeding import derived_seed, seeded
 from ..simulate import simulate
 from ..simulations import Simulations
 from .loop import TrainingConfig, TrainingHistory, train_loop
 from .losses import atomic_apt_loss, mixture_apt_loss, npe_loss
-from .npe import OptimSpec, _seeded_if, make_optimizer, training_tensors
+from .npe import OptimSpec, make_optimizer, training_tensors
 from .proposals import GuideProposal, PriorTimesMixture, RestrictedProposal, TruncatedPrior
 from .validity import ValidityClassifier
 
@@ -191,7 +191,7 @@ class SNPE:
 
     def _round(self, seed: int, n: int, args, kwargs, final: bool, simulation: dict) -> None:
         t = len(self.rounds)
-        round_seed = int(np.random.SeedSequence([seed, t]).generate_state(1)[0])
+        round_seed = derived_seed(seed, t)
         start = time.perf_counter()
         proposal = self._proposal(t, args, kwargs)
         self.proposals.append(proposal)
@@ -235,7 +235,7 @@ class SNPE:
     def _start(self, args, kwargs) -> None:
         """After the first simulations: build the guide, read the observation and the prior."""
         if not self.guide.is_built:
-            with _seeded_if(self.config.seed):  # the networks' initial weights
+            with seeded(self.config.seed):  # the networks' initial weights
                 self.guide.build(self.simulations, *args, **kwargs)
         self._observation = self.guide.observation(*args, **kwargs)
         if self._observation.dim() != len(self.guide._x_shape):
