@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import operator
 import os
-import warnings
 from collections.abc import Callable, Sequence
 
 import pyro
@@ -18,7 +17,7 @@ from torch.distributions import Distribution
 from .errors import NotFittedError
 from .mixtures import divide_by_gaussian
 from .nn import ConditionalDensityEstimator, Flow, MissingFeatures, MixtureDensityNetwork, SkipMLP, Standardize
-from .seeding import preserved_rng
+from .persistence import check_same_sites, read_saved, saved_state
 from .simulations import Simulations, Status
 from .sites import ModelSites, ObservationError, SiteError, check_site_roles, read_observation
 
@@ -26,9 +25,6 @@ __all__ = ["NeuralPosterior", "NotFittedError"]
 
 
 _ESTIMATORS = ("nsf", "maf", "mdn")
-#: Version of :meth:`NeuralPosterior.save` files; 2 since the default NSF has a conditional
-#: affine layer and the default embedding is a SkipMLP.
-SAVE_FORMAT = 2
 _MISSING = ("drop", "impute")
 
 
@@ -308,26 +304,8 @@ class NeuralPosterior(PyroModule):
     def save(self, path: str | os.PathLike) -> None:
         """Save the trained guide: its options, site layout and network weights (not the model,
         nor the code of a custom embedding net or estimator, which :meth:`load` takes again)."""
-        sites = self._require_built()
-        torch.save(
-            {
-                "format": SAVE_FORMAT,
-                "observed": self.observed,
-                "estimator": self.estimator_spec if isinstance(self.estimator_spec, str) else None,
-                "estimator_kwargs": self.estimator_kwargs,
-                "embedding_features": self.embedding_features,
-                "standardize": self.standardize,
-                "missing": self.missing,
-                "custom_embedding": self._custom_embedding,
-                "sites": sites,
-                "x_shape": tuple(self._x_shape),
-                "state_dict": self.state_dict(),
-                "proposal_correction": None if self.proposal_correction is None else (
-                    self.proposal_correction.loc, self.proposal_correction.covariance_matrix
-                ),
-            },
-            path,
-        )
+        self._require_built()
+        torch.save(saved_state(self), path)
 
     @classmethod
     def load(
@@ -350,15 +328,7 @@ class NeuralPosterior(PyroModule):
 
         :raises SiteError: with the differences (names, shapes, supports) if they are not.
         """
-        saved = torch.load(path, map_location=map_location, weights_only=False)
-        if not isinstance(saved, dict) or "format" not in saved:
-            raise ValueError(f"{path} is not a guide saved by NeuralPosterior.save")
-        if saved["format"] != SAVE_FORMAT:
-            raise ValueError(
-                f"{path} was saved in format {saved['format']}, and this version of pyro_lfi reads "
-                f"format {SAVE_FORMAT}: its default networks differ (format 1 had an MLP embedding and "
-                "no conditional affine layer). Retrain the guide, or load it with the version that saved it"
-            )
+        saved = read_saved(path, map_location)
         if saved["custom_embedding"] and embedding_net is None:
             raise ValueError("this guide was trained with a custom embedding net: pass embedding_net=")
         if saved["estimator"] is None and estimator is None:
@@ -373,7 +343,7 @@ class NeuralPosterior(PyroModule):
             saved.get("missing", "drop"),
             **saved["estimator_kwargs"],
         )
-        _check_same_sites(path, saved["sites"], model, model_args, model_kwargs or {})
+        check_same_sites(path, saved["sites"], model, model_args, model_kwargs or {})
         guide._create_networks(saved["sites"], torch.Size(saved["x_shape"]))
         guide.load_state_dict(saved["state_dict"])
         if saved.get("proposal_correction") is not None:
@@ -381,31 +351,6 @@ class NeuralPosterior(PyroModule):
             guide.proposal_correction = MultivariateNormal(loc, covariance_matrix=cov)
         guide.eval()
         return guide
-
-
-def _check_same_sites(path, saved: ModelSites, model: Callable, args: tuple, kwargs: dict) -> None:
-    """Refuse to attach a saved guide to a model whose sites differ from those it was trained on."""
-    placeholders = {name: torch.zeros(shape) for name, shape in saved.observed.items()}
-    fix = "load it with the model it was trained on, or train a guide of this model"
-    try:
-        with preserved_rng():  # loading leaves the caller's random streams alone
-            current = ModelSites.from_model(model, tuple(saved.observed), placeholders, *args, **kwargs)
-    except SiteError as error:
-        raise SiteError(f"the guide in {path} does not fit this model: {error}; {fix}") from None
-    except Exception as error:
-        warnings.warn(
-            f"could not run the model to check its sites against the guide in {path} ({type(error).__name__}: "
-            f"{error}); pass NeuralPosterior.load(..., model_args=..., model_kwargs=...) to check them",
-            stacklevel=3,
-        )
-        return
-    differences = saved.differences(current)
-    if differences:
-        raise SiteError(
-            f"the guide in {path} was trained on a model with other sites than this one: "
-            + "; ".join(differences) + f" (saved -> this model). Sampling from it would draw the sites it "
-            f"does not know from the prior: {fix}"
-        )
 
 
 def _all_invalid_message(simulations: Simulations) -> str:
