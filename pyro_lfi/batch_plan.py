@@ -15,6 +15,7 @@ import torch
 from pyro import poutine
 
 from .deadline import Finished, call_with_deadline
+from .errors import SiteError
 from .fingerprint import code_identity, describe
 from .probe import ModelLayout, read_layout, uncondition
 from .seeding import derived_seed, seeded
@@ -51,12 +52,12 @@ class BatchPlan:
         if names is not None:
             unknown = [n for n in names if n not in layout.data]
             if unknown:
-                raise ValueError(
+                raise SiteError(
                     f"observed site(s) {unknown} are not data sites of the model; "
                     f"its data sites are {list(layout.data)}, its latent sites {list(layout.latents)}"
                 )
         if not layout.data:
-            raise ValueError(
+            raise SiteError(
                 "the model has no data site: give the simulator output a site, "
                 "pyro.sample('x', pyro_lfi.Simulator(fn, theta), obs=x)"
             )
@@ -72,11 +73,11 @@ class BatchPlan:
         checked = {}
         for name, value in parameters.items():
             if name not in self.layout.latents:
-                raise ValueError(f"'{name}' is not a latent site of the model; latent sites: {self.layout.latents}")
+                raise SiteError(f"'{name}' is not a latent site of the model; latent sites: {self.layout.latents}")
             value = torch.as_tensor(value, dtype=torch.get_default_dtype())
             expected = (num_simulations,) + tuple(self.layout.shapes[name])
             if tuple(value.shape) != expected:
-                raise ValueError(
+                raise SiteError(
                     f"parameters['{name}'] has shape {tuple(value.shape)}; expected {expected} "
                     f"(one row per simulation of the site's shape {tuple(self.layout.shapes[name])})"
                 )
@@ -198,7 +199,7 @@ class BatchPlan:
     def _rows(self, name: str, value: torch.Tensor, size: int) -> torch.Tensor:
         shape = (size,) + self.layout.shapes[name]
         if value.numel() != torch.Size(shape).numel():
-            raise ValueError(
+            raise SiteError(
                 f"site '{name}' has shape {tuple(value.shape)} when simulated {size} at a time, but "
                 f"shape {tuple(self.layout.shapes[name])} alone: its distribution must broadcast over "
                 "pyro.plate batch dims (declare per-simulation dims with .to_event)"
