@@ -29,6 +29,11 @@ class LFIError(Exception):
     """The base of every pyro_lfi exception."""
 
 
+def shortened(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters (with "..."), to quote a value in a message."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 # -- the model and its simulators -------------------------------------------------------------------
 
 

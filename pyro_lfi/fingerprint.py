@@ -21,6 +21,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from .errors import shortened
+
 __all__ = ["code_identity", "describe", "differences", "distribution_identity"]
 
 #: Tensors with at most this many entries are written out; larger ones as moments.
@@ -111,7 +113,9 @@ def differences(stored, asked, path: str = "") -> list[str]:
         scale = max(abs(stored), abs(asked))
         close = stored == asked or (math.isnan(stored) and math.isnan(asked)) or abs(stored - asked) <= RTOL * scale
         return [] if close else [f"{path}: stored {stored!r}, asked {asked!r}"]
-    return [] if stored == asked else [f"{path}: stored {_short(stored)}, asked {_short(asked)}"]
+    if stored == asked:
+        return []
+    return [f"{path}: stored {shortened(repr(stored), 120)}, asked {shortened(repr(asked), 120)}"]
 
 
 def _source_hash(fn) -> str:
@@ -141,8 +145,3 @@ def _stable_repr(value, width: int = 200) -> str:
 
 def _is_float(value) -> bool:
     return isinstance(value, float)
-
-
-def _short(value, width: int = 120) -> str:
-    text = repr(value)
-    return text if len(text) <= width else text[: width - 3] + "..."

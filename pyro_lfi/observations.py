@@ -10,7 +10,7 @@ import pyro
 import torch
 from pyro import poutine
 
-from .errors import ObservationError
+from .errors import ObservationError, shortened
 
 __all__ = ["ObservationError", "as_observation", "read_observation"]
 
@@ -38,7 +38,7 @@ def as_observation(name: str, value, shape: Sequence[int] | None = None) -> torc
 
 def short_repr(value, limit: int = 60) -> str:
     text = repr(value.tolist() if isinstance(value, torch.Tensor) else value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return shortened(text, limit)
 
 
 class _ObservationReader(pyro.poutine.messenger.Messenger):

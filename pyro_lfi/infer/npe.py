@@ -10,6 +10,7 @@ from collections.abc import Callable
 import pyro.optim
 import torch
 
+from ..errors import shortened
 from ..guides import NeuralPosterior, _all_invalid_message
 from ..seeding import seeded
 from ..simulate import simulate
@@ -275,7 +276,7 @@ def _warn_if_few(guide: NeuralPosterior, simulations: Simulations, usable: int) 
 def _clip(message: str, limit: int = 80) -> str:
     """The first line of an error message, cut to ``limit`` characters."""
     message = message.strip().splitlines()[0] if message.strip() else message
-    return message if len(message) <= limit else message[: limit - 3] + "..."
+    return shortened(message, limit)
 
 
 def _device_of(module: torch.nn.Module) -> torch.device:
