@@ -5,22 +5,55 @@ Write the simulator as the data site of an ordinary Pyro model (:class:`Simulato
 :class:`NPE`) and export the posterior to ArviZ (:func:`to_inference_data`).
 """
 
-from . import baselines, diagnostics, errors, nn
+import importlib
+import sys
+
+from . import baselines, diagnostics, errors, guide, infer, model, nn, simulation
 from .arviz import to_inference_data
-from .compare import Comparison, compare
+from .diagnostics.compare import Comparison, compare
 from .errors import LFIError
-from .guides import NeuralPosterior, NotFittedError
+from .guide.posterior import NeuralPosterior, NotFittedError
 from .infer import NPE, SNPE, ProposalError, RoundRecord, TrainingConfig, TrainingHistory
-from .mixtures import GaussianDivisionError
-from .prior import Prior, UnsupportedPriorError
-from .probe import ModelError, SimulatorNeverSucceeded
-from .simulate import simulate
-from .simulations import Simulations, Status
-from .simulator import DeclaredShapeError, Simulator, SimulatorLikelihoodError, SimulatorShapeError
-from .sites import ObservationError, SiteError
-from .store import CampaignMismatchError, StoreInUseError
+from .infer.sequential.mixtures import GaussianDivisionError
+from .model.prior import Prior, UnsupportedPriorError
+from .model.simulator import DeclaredShapeError, Simulator, SimulatorLikelihoodError, SimulatorShapeError
+from .model.sites import ObservationError, SiteError
+from .simulation.campaign import simulate
+from .simulation.simulations import Simulations, Status
+from .simulation.store import CampaignMismatchError, StoreInUseError
+from .simulation.trial import ModelError, SimulatorNeverSucceeded
 
 __version__ = "0.1.0"
+
+#: Modules of the flat layout before 0.2 and where they live now: importable under the old path
+#: too (the same module object), so user code and files pickled by older versions keep working.
+MOVED_MODULES = {
+    "simulator": "model.simulator",
+    "sites": "model.sites",
+    "prior": "model.prior",
+    "bijections": "model.bijections",
+    "observations": "model.observations",
+    "simulations": "simulation.simulations",
+    "simulate": "simulation.campaign",
+    "batch_plan": "simulation.plan",
+    "executors": "simulation.executors",
+    "deadline": "simulation.deadline",
+    "store": "simulation.store",
+    "fingerprint": "simulation.fingerprint",
+    "probe": "simulation.trial",
+    "guides": "guide.posterior",
+    "persistence": "guide.persistence",
+    "compare": "diagnostics.compare",
+    "mixtures": "infer.sequential.mixtures",
+    "infer.snpe": "infer.sequential.rounds",
+    "infer.proposals": "infer.sequential.proposals",
+    "infer.validity": "infer.sequential.validity",
+}
+for _old, _new in MOVED_MODULES.items():
+    _module = sys.modules[f"{__name__}.{_old}"] = importlib.import_module(f"{__name__}.{_new}")
+    _parent, _, _name = f"{__name__}.{_old}".rpartition(".")
+    if not hasattr(sys.modules[_parent], _name):  # pyro_lfi.simulate and .compare stay the functions
+        setattr(sys.modules[_parent], _name, _module)
 
 __all__ = [
     "NPE",
@@ -52,7 +85,11 @@ __all__ = [
     "compare",
     "diagnostics",
     "errors",
+    "guide",
+    "infer",
+    "model",
     "nn",
     "simulate",
+    "simulation",
     "to_inference_data",
 ]

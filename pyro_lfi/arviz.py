@@ -6,11 +6,11 @@ import arviz as az
 import numpy as np
 import torch
 
-from .guides import NeuralPosterior
+from .guide.posterior import NeuralPosterior
+from .model.sites import ObservationError, read_observation
 from .seeding import seeded
-from .simulate import simulate
-from .simulations import Simulations
-from .sites import ObservationError, read_observation
+from .simulation.campaign import simulate
+from .simulation.simulations import Simulations
 
 __all__ = ["to_inference_data"]
 

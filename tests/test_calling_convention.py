@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import pyro_lfi as lfi
-from pyro_lfi.probe import ModelError, SimulatorNeverSucceeded
+from pyro_lfi.simulation.trial import ModelError, SimulatorNeverSucceeded
 
 
 def sbi_style(theta):

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import pyro_lfi as lfi
-from pyro_lfi.store import CampaignMismatchError, SimulationStore, StoreInUseError
+from pyro_lfi.simulation.store import CampaignMismatchError, SimulationStore, StoreInUseError
 
 from .models import moons_model
 from .sim_models import crashing_model
@@ -88,7 +88,7 @@ def test_one_campaign_per_store_at_a_time(tmp_path):
     # a lock left by a process that died is taken over
     script = (
         "import os, sys\n"
-        "from pyro_lfi.store import SimulationStore\n"
+        "from pyro_lfi.simulation.store import SimulationStore\n"
         f"s = SimulationStore({str(store)!r}, SimulationStore.read_manifest({str(store)!r})).__enter__()\n"
         "os._exit(0)\n"
     )
@@ -133,7 +133,7 @@ def test_a_simulator_that_kills_its_worker_loses_only_its_rows():
 
 
 def test_fingerprints_of_code_and_large_tensors():
-    from pyro_lfi.fingerprint import code_identity, describe, differences
+    from pyro_lfi.simulation.fingerprint import code_identity, describe, differences
 
     def countdown(n):  # a closure that captures itself
         return n if n <= 0 else countdown(n - 1)

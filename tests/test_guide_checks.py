@@ -10,8 +10,8 @@ import torch
 from torch.distributions import constraints
 
 import pyro_lfi as lfi
-from pyro_lfi.bijections import PositiveDefiniteTransform, bijection
-from pyro_lfi.sites import ModelSites
+from pyro_lfi.model.bijections import PositiveDefiniteTransform, bijection
+from pyro_lfi.model.sites import ModelSites
 
 from .models import linear_model, linear_simulator
 

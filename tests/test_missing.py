@@ -7,8 +7,8 @@ import torch
 
 import pyro_lfi as lfi
 from pyro_lfi.diagnostics import c2st
+from pyro_lfi.model.sites import ObservationError
 from pyro_lfi.nn import MissingFeatures, Standardize
-from pyro_lfi.sites import ObservationError
 
 NOISE = 0.5
 MISSING_RATE = 0.3

@@ -4,7 +4,7 @@ import pyro.distributions as dist
 import pytest
 import torch
 
-from pyro_lfi.mixtures import (
+from pyro_lfi.infer.sequential.mixtures import (
     GaussianDivisionError,
     as_mixture,
     divide_by_gaussian,

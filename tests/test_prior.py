@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import pyro_lfi as lfi
-from pyro_lfi.sites import ModelSites
+from pyro_lfi.model.sites import ModelSites
 
 from .models import linear_model, moons_model, multi_model
 

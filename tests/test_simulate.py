@@ -33,7 +33,7 @@ def test_same_seed_same_simulations_and_global_rng_untouched():
 
 
 def test_default_batch_size_follows_memory_and_spreads_over_workers(tmp_path):
-    from pyro_lfi.batch_plan import BATCH_BYTES, MIN_BATCH_ROWS, MIN_BATCHES, BatchPlan
+    from pyro_lfi.simulation.plan import BATCH_BYTES, MIN_BATCH_ROWS, MIN_BATCHES, BatchPlan
 
     from .sim_models import treacherous_model
 

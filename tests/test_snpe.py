@@ -9,10 +9,10 @@ import torch
 import pyro_lfi as lfi
 from pyro_lfi.diagnostics import c2st
 from pyro_lfi.infer import atomic_apt_loss, mixture_apt_loss, npe_loss
-from pyro_lfi.infer.proposals import GuideProposal, PriorTimesMixture, RestrictedProposal, TruncatedPrior
-from pyro_lfi.infer.validity import ValidityClassifier
-from pyro_lfi.mixtures import as_mixture
-from pyro_lfi.sites import ModelSites
+from pyro_lfi.infer.sequential.mixtures import as_mixture
+from pyro_lfi.infer.sequential.proposals import GuideProposal, PriorTimesMixture, RestrictedProposal, TruncatedPrior
+from pyro_lfi.infer.sequential.validity import ValidityClassifier
+from pyro_lfi.model.sites import ModelSites
 
 from .models import fragile_model, linear_model, linear_posterior, moons_model
 
@@ -242,7 +242,7 @@ def test_sequential_linear_gaussian(method, estimator):
     snpe.run(x=X_O, num_rounds=3, simulations_per_round=600, seed=0)
     assert exact_c2st(guide) <= 0.6
     if method == "snpe-a":
-        assert guide.proposal_correction is not None
+        assert guide.correction is not None
 
 
 @pytest.mark.slow

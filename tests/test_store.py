@@ -14,7 +14,7 @@ import torch
 import xarray as xr
 
 import pyro_lfi as lfi
-from pyro_lfi.store import CampaignMismatchError
+from pyro_lfi.simulation.store import CampaignMismatchError
 
 from .models import fragile_model, moons
 from .test_parallel import assert_same

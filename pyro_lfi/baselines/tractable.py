@@ -14,7 +14,7 @@ import torch
 from pyro.distributions import Distribution
 from pyro.poutine.messenger import Messenger
 
-from ..sites import SiteError, is_simulator_site, unwrap_distribution
+from ..model.sites import SiteError, is_simulator_site, unwrap_distribution
 
 __all__ = ["TractableMessenger", "TractableModel", "tractable"]
 

@@ -31,9 +31,9 @@ from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import ClippedAdam
 
 from ..arviz import to_inference_data
-from ..guides import NeuralPosterior
-from ..simulations import Simulations
-from ..sites import SiteError, plate_depth
+from ..guide.posterior import NeuralPosterior
+from ..model.sites import SiteError, plate_depth
+from ..simulation.simulations import Simulations
 from .tractable import Likelihood, tractable
 
 __all__ = ["AmortizedVI", "amortized_vi"]

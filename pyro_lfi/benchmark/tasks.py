@@ -70,7 +70,7 @@ class Task:
 
     def model(self, x: Tensor | None = None) -> Tensor:
         """Pyro model ``theta ~ prior``, ``x ~ Simulator(simulator, theta)``."""
-        from pyro_lfi.simulator import Simulator
+        from pyro_lfi.model.simulator import Simulator
 
         theta = pyro.sample("theta", self.prior)
         site = Simulator(self.simulator, theta, event_shape=(self.dim_x,))

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from ..guides import NeuralPosterior
+from ..guide.posterior import NeuralPosterior
 from .draws import CalibrationDraws, calibration_draws
 
 __all__ = ["CoverageResult", "expected_coverage", "tarp"]

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..guides import NeuralPosterior
-from ..simulate import simulate
+from ..guide.posterior import NeuralPosterior
+from ..simulation.campaign import simulate
 
 __all__ = ["CalibrationDraws", "calibration_draws"]
 

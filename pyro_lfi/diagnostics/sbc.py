@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 from scipy import stats
 
-from ..guides import NeuralPosterior
+from ..guide.posterior import NeuralPosterior
 from .draws import calibration_draws
 
 __all__ = ["SBCResult", "sbc"]

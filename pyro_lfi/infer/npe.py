@@ -11,10 +11,10 @@ import pyro.optim
 import torch
 
 from ..errors import shortened
-from ..guides import NeuralPosterior, _all_invalid_message
+from ..guide.posterior import NeuralPosterior, _all_invalid_message
 from ..seeding import seeded
-from ..simulate import simulate
-from ..simulations import Simulations
+from ..simulation.campaign import simulate
+from ..simulation.simulations import Simulations
 from .loop import TrainingConfig, TrainingHistory, train_loop
 from .losses import npe_loss
 
@@ -226,7 +226,7 @@ def training_tensors(guide: NeuralPosterior, simulations: Simulations):
     those rows.
 
     :raises SiteError: if the simulations do not fit the guide's sites (see
-        :meth:`~pyro_lfi.sites.ModelSites.check_simulated`).
+        :meth:`~pyro_lfi.model.sites.ModelSites.check_simulated`).
     """
     _check_simulations(simulations)
     sites = guide._require_built()

@@ -8,7 +8,7 @@ import pyro
 import torch
 from torch import Tensor
 
-from ...simulator import Simulator
+from ...model.simulator import Simulator
 from .fused import simulate
 from .protocol import DEFAULT_PROTOCOL, Protocol, hodgkin_huxley_prior
 

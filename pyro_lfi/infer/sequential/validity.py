@@ -14,8 +14,8 @@ import torch
 from torch import nn
 from torch.nn.functional import binary_cross_entropy_with_logits, logsigmoid
 
-from ..nn import MLP, Standardize
-from .loop import TrainingConfig, train_loop
+from ...nn import MLP, Standardize
+from ..loop import TrainingConfig, train_loop
 
 __all__ = ["ValidityClassifier"]
 

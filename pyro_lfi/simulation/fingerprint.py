@@ -21,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from .errors import shortened
+from ..errors import shortened
 
 __all__ = ["code_identity", "describe", "differences", "distribution_identity"]
 

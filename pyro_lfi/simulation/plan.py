@@ -14,13 +14,13 @@ import pyro
 import torch
 from pyro import poutine
 
+from ..errors import SiteError
+from ..model.simulator import DeclaredShapeError
+from ..seeding import derived_seed, seeded
 from .deadline import Finished, call_with_deadline
-from .errors import SiteError
 from .fingerprint import code_identity, describe
-from .probe import ModelLayout, read_layout, uncondition
-from .seeding import derived_seed, seeded
 from .simulations import Simulations, Status
-from .simulator import DeclaredShapeError
+from .trial import ModelLayout, read_layout, uncondition
 
 __all__ = ["BATCH_BYTES", "MIN_BATCHES", "MIN_BATCH_ROWS", "BatchPlan"]
 
@@ -44,7 +44,7 @@ class BatchPlan:
 
     @classmethod
     def probe(cls, model, observed, seed: int, args, kwargs, isolate: bool = False, timeout=None) -> BatchPlan:
-        """Run the model once, un-vectorized, to read its sites (see :mod:`pyro_lfi.probe`; with
+        """Run the model once, un-vectorized, to read its sites (see :mod:`pyro_lfi.simulation.trial`; with
         ``isolate``, trial runs happen in child processes killed after ``timeout`` seconds)."""
         names = [observed] if isinstance(observed, str) else observed
         free = uncondition(model, names)

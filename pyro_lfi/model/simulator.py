@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from pyro.distributions import TorchDistribution, constraints
 
-from .errors import DeclaredShapeError, SimulatorLikelihoodError, SimulatorShapeError
+from ..errors import DeclaredShapeError, SimulatorLikelihoodError, SimulatorShapeError
 
 __all__ = ["DeclaredShapeError", "Simulator", "SimulatorLikelihoodError", "SimulatorShapeError"]
 

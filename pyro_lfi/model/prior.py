@@ -1,7 +1,7 @@
 r"""The model's prior over its latent sites, in the flat unconstrained space :math:`z`.
 
 Sequential methods compare the guide with the prior and draw proposals from it; both happen in
-the space the guide models. With :math:`\theta = T(z)` (see :mod:`pyro_lfi.sites`),
+the space the guide models. With :math:`\theta = T(z)` (see :mod:`pyro_lfi.model.sites`),
 
 .. math:: \log p(z) = \log p(\theta) + \log\lvert\det \partial T(z)/\partial z\rvert,
 
@@ -19,7 +19,7 @@ from pyro import poutine
 from pyro.distributions.util import sum_rightmost
 from pyro.poutine.util import prune_subsample_sites
 
-from .errors import UnsupportedPriorError
+from ..errors import UnsupportedPriorError
 from .sites import ModelSites, plate_depth, read_observation
 
 __all__ = ["Prior", "UnsupportedPriorError"]

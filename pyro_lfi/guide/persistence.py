@@ -8,12 +8,13 @@ import warnings
 from collections.abc import Callable
 
 import torch
+from pyro.distributions import MultivariateNormal
 
-from .errors import SiteError
-from .seeding import preserved_rng
-from .sites import ModelSites
+from ..errors import SiteError
+from ..model.sites import ModelSites
+from ..seeding import preserved_rng
 
-__all__ = ["SAVE_FORMAT", "check_same_sites", "read_saved", "saved_state"]
+__all__ = ["SAVE_FORMAT", "check_same_sites", "read_correction", "read_saved", "saved_state"]
 
 #: Version of :meth:`NeuralPosterior.save` files; 2 since the default NSF has a conditional
 #: affine layer and the default embedding is a SkipMLP.
@@ -23,7 +24,6 @@ SAVE_FORMAT = 2
 def saved_state(guide) -> dict:
     """What :meth:`~pyro_lfi.NeuralPosterior.save` writes: options, site layout and weights (not
     the model, nor the code of a custom embedding net or estimator)."""
-    correction = guide.proposal_correction
     return {
         "format": SAVE_FORMAT,
         "observed": guide.observed,
@@ -36,7 +36,7 @@ def saved_state(guide) -> dict:
         "sites": guide.sites,
         "x_shape": tuple(guide.x_standardize.mean.shape),
         "state_dict": guide.state_dict(),
-        "proposal_correction": None if correction is None else (correction.loc, correction.covariance_matrix),
+        "correction": guide.correction,
     }
 
 
@@ -77,3 +77,14 @@ def check_same_sites(path, saved: ModelSites, model: Callable, args: tuple, kwar
             + "; ".join(differences) + f" (saved -> this model). Sampling from it would draw the sites it "
             f"does not know from the prior: {fix}"
         )
+
+
+def read_correction(saved: dict):
+    """The guide's :attr:`~pyro_lfi.NeuralPosterior.correction`; files written before it was an
+    object hold SNPE-A's Gaussian as ``(loc, covariance)``."""
+    if saved.get("proposal_correction") is None:
+        return saved.get("correction")
+    from ..infer.sequential.snpe_a import GaussianDivision
+
+    loc, cov = saved["proposal_correction"]
+    return GaussianDivision(MultivariateNormal(loc, covariance_matrix=cov))

@@ -21,10 +21,10 @@ from pyro.distributions.util import sum_rightmost
 from pyro.poutine.util import prune_subsample_sites
 from torch.distributions import constraints
 
+from ..errors import SiteError
+from ..seeding import preserved_rng
 from .bijections import bijection
-from .errors import SiteError
 from .observations import ObservationError, as_observation, read_observation, short_repr
-from .seeding import preserved_rng
 from .simulator import Simulator
 
 __all__ = ["LatentSite", "ModelSites", "ObservationError", "SiteError", "check_site_roles", "read_observation",
@@ -64,7 +64,7 @@ class LatentSite:
     @property
     def transform(self):
         """Bijection from the unconstrained space onto the site's support
-        (:func:`pyro_lfi.bijections.bijection`: ``biject_to``, and positive definite matrices)."""
+        (:func:`pyro_lfi.model.bijections.bijection`: ``biject_to``, and positive definite matrices)."""
         return bijection(self.support)
 
     @property

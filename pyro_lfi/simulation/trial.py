@@ -22,12 +22,12 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.uncondition_messenger import UnconditionMessenger
 from pyro.poutine.util import prune_subsample_sites
 
+from ..errors import ModelError, SimulatorNeverSucceeded
+from ..model.simulator import SimulatorShapeError
+from ..model.sites import is_simulator_site, plate_depth, simulator_of
+from ..seeding import derived_seed, seeded
 from .deadline import Killed, call_with_deadline
-from .errors import ModelError, SimulatorNeverSucceeded
 from .fingerprint import code_identity, distribution_identity
-from .seeding import derived_seed, seeded
-from .simulator import SimulatorShapeError
-from .sites import is_simulator_site, plate_depth, simulator_of
 
 __all__ = ["ModelError", "ModelLayout", "SimulatorNeverSucceeded", "read_layout", "uncondition"]
 
@@ -88,7 +88,7 @@ class ModelLayout:
     shapes: dict[str, torch.Size]
     batch_dims: dict[str, int]
     max_plate_nesting: int
-    identities: dict[str, dict]  #: per site, what determines its values (see :mod:`pyro_lfi.fingerprint`)
+    identities: dict[str, dict]  #: per site, what determines its values (see :mod:`pyro_lfi.simulation.fingerprint`)
 
     @property
     def recorded(self) -> tuple[str, ...]:

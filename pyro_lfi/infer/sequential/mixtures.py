@@ -9,7 +9,7 @@ import torch
 from pyro.distributions import Categorical, MixtureSameFamily, MultivariateNormal
 from torch.distributions import Distribution
 
-from .errors import GaussianDivisionError
+from ...errors import GaussianDivisionError
 
 __all__ = ["GaussianDivisionError", "divide_by_gaussian", "is_gaussian_mixture", "log_mixture_overlap",
            "moment_matched_gaussian"]

@@ -10,7 +10,7 @@ import pyro
 import torch
 from pyro import poutine
 
-from .errors import ObservationError, shortened
+from ..errors import ObservationError, shortened
 
 __all__ = ["ObservationError", "as_observation", "read_observation"]
 

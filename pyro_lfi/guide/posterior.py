@@ -9,17 +9,15 @@ from collections.abc import Callable, Sequence
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.distributions import MultivariateNormal
 from pyro.nn import PyroModule
 from torch import nn
 from torch.distributions import Distribution
 
-from .errors import NotFittedError
-from .mixtures import divide_by_gaussian
-from .nn import ConditionalDensityEstimator, Flow, MissingFeatures, MixtureDensityNetwork, SkipMLP, Standardize
-from .persistence import check_same_sites, read_saved, saved_state
-from .simulations import Simulations, Status
-from .sites import ModelSites, ObservationError, SiteError, check_site_roles, read_observation
+from ..errors import NotFittedError
+from ..model.sites import ModelSites, ObservationError, SiteError, check_site_roles, read_observation
+from ..nn import ConditionalDensityEstimator, Flow, MissingFeatures, MixtureDensityNetwork, SkipMLP, Standardize
+from ..simulation.simulations import Simulations, Status
+from .persistence import check_same_sites, read_correction, read_saved, saved_state
 
 __all__ = ["NeuralPosterior", "NotFittedError"]
 
@@ -38,7 +36,7 @@ class NeuralPosterior(PyroModule):
     r"""An amortized posterior :math:`q_\phi(\theta \mid x)` over every latent site of ``model``.
 
     The latent sites are mapped to one flat unconstrained vector :math:`z` (see
-    :mod:`pyro_lfi.sites`), standardized with training-set statistics, and modelled by a
+    :mod:`pyro_lfi.model.sites`), standardized with training-set statistics, and modelled by a
     conditional density estimator whose context is an embedding of the standardized
     observation. Samples map back through each site's bijection, so they always lie in the
     support.
@@ -102,9 +100,9 @@ class NeuralPosterior(PyroModule):
         self.sites: ModelSites | None = None
         self.x_standardize: Standardize | None = None
         self.estimator: ConditionalDensityEstimator | None = None
-        #: SNPE-A: the estimator fits the posterior under a proposal prior(z) g(z); the
-        #: posterior is the estimator's mixture divided by this Gaussian g (None: no correction).
-        self.proposal_correction: MultivariateNormal | None = None
+        #: Maps the estimator's density to the posterior where a sequential method's loss fits
+        #: another density (SNPE-A's proposal posterior); saved with the guide. None: no correction.
+        self.correction: Callable[[Distribution], Distribution] | None = None
         check_site_roles(model, self.observed)  # a model without latents, a latent as observed=: now
 
     # -- construction ---------------------------------------------------------------------------
@@ -215,12 +213,10 @@ class NeuralPosterior(PyroModule):
 
     def condition(self, x: torch.Tensor) -> Distribution:
         r""":math:`q(z \mid x)` over the flat unconstrained latent vector, batched over ``x``'s
-        leading dims: the estimator's density, divided by the proposal Gaussian where SNPE-A
-        trained it on such a proposal (:attr:`proposal_correction`)."""
+        leading dims: the estimator's density, mapped by :attr:`correction` if a sequential
+        method set one."""
         q = self.estimate(x)
-        if self.proposal_correction is None:
-            return q
-        return divide_by_gaussian(q, self.proposal_correction)
+        return q if self.correction is None else self.correction(q)
 
     def posterior_z(self, *args, **kwargs) -> Distribution:
         r""":math:`q(z \mid x)` at the observation the model receives with these arguments."""
@@ -346,9 +342,7 @@ class NeuralPosterior(PyroModule):
         check_same_sites(path, saved["sites"], model, model_args, model_kwargs or {})
         guide._create_networks(saved["sites"], torch.Size(saved["x_shape"]))
         guide.load_state_dict(saved["state_dict"])
-        if saved.get("proposal_correction") is not None:
-            loc, cov = saved["proposal_correction"]
-            guide.proposal_correction = MultivariateNormal(loc, covariance_matrix=cov)
+        guide.correction = read_correction(saved)
         guide.eval()
         return guide
 

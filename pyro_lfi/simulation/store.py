@@ -40,7 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .errors import CampaignMismatchError, StoreInUseError
+from ..errors import CampaignMismatchError, StoreInUseError
 from .fingerprint import differences
 from .simulations import Simulations
 

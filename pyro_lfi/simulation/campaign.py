@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .batch_plan import BatchPlan
+from ..seeding import derived_seed
 from .executors import map_unordered, recovery_executor, resolve_executor
-from .seeding import derived_seed
+from .plan import BatchPlan
 from .simulations import Simulations
 from .store import SimulationStore
 
@@ -48,7 +48,7 @@ def simulate(
     data site from the simulator; ``pyro.deterministic`` sites are recorded too. A batch whose
     simulator raises is re-run row by row so that only the failing rows are lost; those rows,
     rows with NaN or inf outputs and rows that ran past ``timeout`` are kept with their
-    parameters and marked invalid (see :class:`~pyro_lfi.simulations.Status` and
+    parameters and marked invalid (see :class:`~pyro_lfi.simulation.simulations.Status` and
     :meth:`~pyro_lfi.Simulations.summary`).
 
     Batch ``c`` (rows ``c * batch_size`` onwards) runs under its own seed derived from
@@ -59,7 +59,7 @@ def simulate(
 
     Before the campaign the model runs once to read its sites; a simulator whose output shape
     is declared (``Simulator(..., event_shape=...)``) is not called for that, and an undeclared
-    one is tried at other parameters until one simulation succeeds (see :mod:`pyro_lfi.probe`).
+    one is tried at other parameters until one simulation succeeds (see :mod:`pyro_lfi.simulation.trial`).
 
     :param model: a Pyro model whose data sites are :class:`~pyro_lfi.Simulator` sites.
     :param num_simulations: number of rows.
@@ -67,9 +67,9 @@ def simulate(
         when resuming).
     :param batch_size: rows per vectorized model call; also the unit of work sent to a worker
         and written to the store. ``None`` (default): ``num_simulations /``
-        :data:`~pyro_lfi.batch_plan.MIN_BATCHES` rows, but at least
-        :data:`~pyro_lfi.batch_plan.MIN_BATCH_ROWS` and at most as many as hold
-        :data:`~pyro_lfi.batch_plan.BATCH_BYTES` of site values. Pass a number when the
+        :data:`~pyro_lfi.simulation.plan.MIN_BATCHES` rows, but at least
+        :data:`~pyro_lfi.simulation.plan.MIN_BATCH_ROWS` and at most as many as hold
+        :data:`~pyro_lfi.simulation.plan.BATCH_BYTES` of site values. Pass a number when the
         simulator needs much more memory per row than its outputs take.
     :param observed: which observed sites to un-condition (default: all of them). Latent sites
         fixed with :func:`pyro.condition` count as observed; fix them with :func:`pyro.poutine.do`
@@ -84,7 +84,7 @@ def simulate(
         are global to a process, so on threads the batches take turns.
     :param workers: shorthand for a pool of this many local worker processes.
     :param store: a directory; each finished batch is written there atomically as NetCDF, and
-        calling again resumes: only the missing batches run (see :mod:`pyro_lfi.store` for
+        calling again resumes: only the missing batches run (see :mod:`pyro_lfi.simulation.store` for
         what is checked, the lock and the repair of damaged files).
     :param timeout: seconds one simulation may take. A batch runs in a forked child process
         killed after ``timeout * rows``; a killed batch is re-run row by row, each row with

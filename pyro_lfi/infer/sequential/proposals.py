@@ -12,8 +12,8 @@ import torch
 from pyro.distributions import MixtureSameFamily
 from torch.distributions import Distribution
 
-from ..errors import ProposalError
-from ..prior import Prior
+from ...errors import ProposalError
+from ...model.prior import Prior
 
 __all__ = ["GuideProposal", "PriorTimesMixture", "ProposalError", "RestrictedProposal", "TruncatedPrior"]
 

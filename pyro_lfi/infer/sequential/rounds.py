@@ -22,7 +22,7 @@ Invalid simulations are dropped. That is exact for NPE, TSNPE, SNPE-A and the no
 loss, whose minimizers condition on the observation being a valid output. The atomic loss
 compares rows with other rows' parameters, which dropping biases by :math:`1/P(\text{valid}
 \mid z)`; a classifier of :math:`P(\text{valid} \mid z)` trained on all rows
-(:class:`~pyro_lfi.infer.validity.ValidityClassifier`) corrects the prior term.
+(:class:`~pyro_lfi.infer.sequential.validity.ValidityClassifier`) corrects the prior term.
 
 With ``restrict=gamma`` (atomic APT and TSNPE, whose losses hold for any proposal), later rounds
 also stop proposing where that classifier gives :math:`P(\text{valid} \mid z) < \gamma`, so a
@@ -40,17 +40,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..guides import NeuralPosterior
-from ..mixtures import as_mixture, is_gaussian_mixture, moment_matched_gaussian
-from ..nn import MixtureDensityNetwork
-from ..prior import Prior
-from ..seeding import derived_seed, seeded
-from ..simulate import simulate
-from ..simulations import Simulations
-from .loop import TrainingConfig, TrainingHistory, train_loop
-from .losses import atomic_apt_loss, mixture_apt_loss, npe_loss
-from .npe import OptimSpec, make_optimizer, training_tensors
+from ...guide.posterior import NeuralPosterior
+from ...model.prior import Prior
+from ...nn import MixtureDensityNetwork
+from ...seeding import derived_seed, seeded
+from ...simulation.campaign import simulate
+from ...simulation.simulations import Simulations
+from ..loop import TrainingConfig, TrainingHistory, train_loop
+from ..losses import npe_loss
+from ..npe import OptimSpec, make_optimizer, training_tensors
+from .apt import atomic_apt_loss, mixture_apt_loss
+from .mixtures import as_mixture, is_gaussian_mixture, moment_matched_gaussian
 from .proposals import GuideProposal, PriorTimesMixture, RestrictedProposal, TruncatedPrior
+from .snpe_a import GaussianDivision
 from .validity import ValidityClassifier
 
 __all__ = ["SNPE", "RoundRecord"]
@@ -222,7 +224,8 @@ class SNPE:
 
     def _record(self, t, proposal, n, sims, simulate_seconds, history: TrainingHistory, trained: dict) -> None:
         if self.method == "snpe-a" and history.best_epoch >= 0:
-            self.guide.proposal_correction = self.proposal_factors[t]
+            factor = self.proposal_factors[t]
+            self.guide.correction = None if factor is None else GaussianDivision(factor)
         self.history.append(history)
         self.rounds.append(
             RoundRecord(

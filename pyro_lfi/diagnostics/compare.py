@@ -9,7 +9,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
-from .diagnostics.c2st import c2st
+from .c2st import c2st
 
 __all__ = ["Comparison", "compare"]
 
