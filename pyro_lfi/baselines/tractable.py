@@ -14,7 +14,8 @@ import torch
 from pyro.distributions import Distribution
 from pyro.poutine.messenger import Messenger
 
-from ..model.sites import SiteError, is_simulator_site, unwrap_distribution
+from ..errors import SiteError
+from ..model.schema import is_simulator_site, unwrap_distribution
 
 __all__ = ["TractableMessenger", "TractableModel", "tractable"]
 

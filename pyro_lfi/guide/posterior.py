@@ -14,7 +14,8 @@ from torch import nn
 from torch.distributions import Distribution
 
 from ..errors import NotFittedError
-from ..model.sites import ModelSites, ObservationError, SiteError, check_site_roles, read_observation
+from ..model.checks import check_simulated, check_site_roles
+from ..model.sites import ModelSites, ObservationError, SiteError, read_observation
 from ..nn import ConditionalDensityEstimator, Flow, MissingFeatures, MixtureDensityNetwork, SkipMLP, Standardize
 from ..simulation.simulations import Simulations, Status
 from .persistence import check_same_sites, read_correction, read_saved, saved_state
@@ -138,7 +139,7 @@ class NeuralPosterior(PyroModule):
             raise ValueError(_all_invalid_message(simulations))
         first = {n: valid.values[n][0] for n in self.observed}
         sites = ModelSites.from_model(self.model, self.observed, first, *args, **kwargs)
-        sites.check_simulated(simulations.values, simulations.latent_names, self.usable(simulations))
+        check_simulated(sites, simulations.values, simulations.latent_names, self.usable(simulations))
         x = sites.flat_data({n: valid.values[n] for n in self.observed})
         self._create_networks(sites, x.shape[1:])
         if self.standardize:

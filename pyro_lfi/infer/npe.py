@@ -12,6 +12,7 @@ import torch
 
 from ..errors import shortened
 from ..guide.posterior import NeuralPosterior, _all_invalid_message
+from ..model.checks import check_simulated
 from ..seeding import seeded
 from ..simulation.campaign import simulate
 from ..simulation.simulations import Simulations
@@ -226,14 +227,14 @@ def training_tensors(guide: NeuralPosterior, simulations: Simulations):
     those rows.
 
     :raises SiteError: if the simulations do not fit the guide's sites (see
-        :meth:`~pyro_lfi.model.sites.ModelSites.check_simulated`).
+        :func:`~pyro_lfi.model.checks.check_simulated`).
     """
     _check_simulations(simulations)
     sites = guide._require_built()
     kept = guide.usable(simulations)
     if not kept.any():
         raise ValueError(_all_invalid_message(simulations))
-    sites.check_simulated(simulations.values, simulations.latent_names, kept)
+    check_simulated(sites, simulations.values, simulations.latent_names, kept)
     valid = simulations[kept]
     x = sites.flat_data({n: valid.values[n] for n in guide.observed})
     z = sites.to_unconstrained(valid.latents)

@@ -12,15 +12,14 @@ fixed to the observation, so no simulation happens.
 
 from __future__ import annotations
 
-import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.distributions.util import sum_rightmost
-from pyro.poutine.util import prune_subsample_sites
 
 from ..errors import UnsupportedPriorError
-from .sites import ModelSites, plate_depth, read_observation
+from .schema import read_schema
+from .sites import ModelSites, read_observation
 
 __all__ = ["Prior", "UnsupportedPriorError"]
 
@@ -40,20 +39,10 @@ class Prior:
         observation = read_observation(model, tuple(sites.observed), *args, **kwargs)
         self._model = poutine.condition(model, data=observation)
         self._args, self._kwargs = args, kwargs
-        with poutine.block(), torch.no_grad():
-            trace = prune_subsample_sites(poutine.trace(self._model).get_trace(*args, **kwargs))
-        nodes = {n: s for n, s in trace.nodes.items() if s["type"] == "sample"}
-        self._nesting = max((plate_depth(s) for s in nodes.values()), default=0)
-        self._depth = {s.name: plate_depth(nodes[s.name]) for s in sites.latents}
+        self._schema = sites.schema or read_schema(self._model, args, kwargs)  # guides saved before 0.2
 
     def _vectorized_trace(self, values: dict[str, torch.Tensor] | None, size: int):
-        model = pyro.plate(_PLATE, size, dim=-self._nesting - 1)(self._model)
-        if values is not None:
-            shaped = {}
-            for site in self.sites.latents:
-                pad = (1,) * (self._nesting - self._depth[site.name])
-                shaped[site.name] = values[site.name].reshape((size,) + pad + tuple(site.shape))
-            model = poutine.condition(model, data=shaped)
+        model = self._schema.vectorize(self._model, size, _PLATE, values)
         with poutine.block():
             return poutine.trace(model).get_trace(*self._args, **self._kwargs)
 

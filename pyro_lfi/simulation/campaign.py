@@ -171,7 +171,7 @@ def _mismatch(sims: Simulations, batch: _Batch, plan: BatchPlan) -> str:
         return f"{len(sims)} rows instead of {batch.size}"
     if set(sims.values) != set(plan.layout.recorded):
         return f"sites {sorted(sims.values)} instead of {sorted(plan.layout.recorded)}"
-    wrong = [n for n in plan.layout.recorded if sims.values[n].shape[1:] != plan.layout.shapes[n]]
+    wrong = [n for n in plan.layout.recorded if sims.values[n].shape[1:] != plan.schema.shapes[n]]
     return f"sites {wrong} of another shape" if wrong else ""
 
 

@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pyro
 import torch
 from pyro import poutine
 
 from ..errors import SiteError
+from ..model.schema import ModelSchema
 from ..model.simulator import DeclaredShapeError
 from ..seeding import derived_seed, seeded
 from .deadline import Finished, call_with_deadline
@@ -44,19 +44,20 @@ class BatchPlan:
 
     @classmethod
     def probe(cls, model, observed, seed: int, args, kwargs, isolate: bool = False, timeout=None) -> BatchPlan:
-        """Run the model once, un-vectorized, to read its sites (see :mod:`pyro_lfi.simulation.trial`; with
-        ``isolate``, trial runs happen in child processes killed after ``timeout`` seconds)."""
+        """Run the model once, un-vectorized, to read its sites (see :mod:`pyro_lfi.simulation.trial`;
+        with ``isolate``, trial runs happen in child processes killed after ``timeout`` seconds)."""
         names = [observed] if isinstance(observed, str) else observed
         free = uncondition(model, names)
         layout = read_layout(free, seed, args, kwargs, isolate, timeout)
+        schema = layout.schema
         if names is not None:
-            unknown = [n for n in names if n not in layout.data]
+            unknown = [n for n in names if n not in schema.simulated]
             if unknown:
                 raise SiteError(
                     f"observed site(s) {unknown} are not data sites of the model; "
-                    f"its data sites are {list(layout.data)}, its latent sites {list(layout.latents)}"
+                    f"its data sites are {list(schema.simulated)}, its latent sites {list(schema.latents)}"
                 )
-        if not layout.data:
+        if not schema.simulated:
             raise SiteError(
                 "the model has no data site: give the simulator output a site, "
                 "pyro.sample('x', pyro_lfi.Simulator(fn, theta), obs=x)"
@@ -72,28 +73,25 @@ class BatchPlan:
         """Validate fixed latent values ``[num_simulations, *site_shape]``."""
         checked = {}
         for name, value in parameters.items():
-            if name not in self.layout.latents:
-                raise SiteError(f"'{name}' is not a latent site of the model; latent sites: {self.layout.latents}")
+            if name not in self.schema.latents:
+                raise SiteError(f"'{name}' is not a latent site of the model; latent sites: {self.schema.latents}")
             value = torch.as_tensor(value, dtype=torch.get_default_dtype())
-            expected = (num_simulations,) + tuple(self.layout.shapes[name])
+            expected = (num_simulations,) + tuple(self.schema.shapes[name])
             if tuple(value.shape) != expected:
                 raise SiteError(
                     f"parameters['{name}'] has shape {tuple(value.shape)}; expected {expected} "
-                    f"(one row per simulation of the site's shape {tuple(self.layout.shapes[name])})"
+                    f"(one row per simulation of the site's shape {tuple(self.schema.shapes[name])})"
                 )
             checked[name] = value
         return checked
 
-    def _vectorized_shape(self, name: str, size: int) -> tuple[int, ...]:
-        """Shape of site ``name`` under the simulation plate: rows, broadcast dims, own shape."""
-        pad = self.layout.max_plate_nesting - self.layout.batch_dims[name]
-        return (size,) + (1,) * pad + tuple(self.layout.shapes[name])
+    @property
+    def schema(self) -> ModelSchema:
+        return self.layout.schema
 
     def _vectorized(self, size: int, fixed: dict):
         """The model under a plate of ``size`` rows, with latent values ``fixed`` ([size, *shape])."""
-        fixed = {n: v.reshape(self._vectorized_shape(n, size)) for n, v in fixed.items()}
-        plate = pyro.plate(_PLATE, size, dim=-self.layout.max_plate_nesting - 1)
-        return poutine.condition(plate(self.model), data=fixed)
+        return self.schema.vectorize(self.model, size, _PLATE, fixed)
 
     def run(self, size: int, seed: int, fixed: dict, args, kwargs) -> Simulations:
         """Simulate ``size`` rows vectorized under ``seed``; if the simulator raises, every row
@@ -108,7 +106,7 @@ class BatchPlan:
                 except Exception:
                     failed = True
             if failed:  # isolate the failing rows
-                partial = self._values(tracer.trace, self.layout.latents)
+                partial = self._values(tracer.trace, self.schema.latents)
                 return Simulations.concat([self._run_row(partial, i, args, kwargs) for i in range(size)])
         return self._assemble(self._values(tracer.trace, self.layout.recorded, size), size)
 
@@ -136,7 +134,7 @@ class BatchPlan:
     def default_batch_size(self, num_simulations: int) -> int:
         """Rows per batch when none is given (see :func:`simulate`). It depends on the model
         alone, not on where the batches run, so that the same seed gives the same rows anywhere."""
-        shapes = self.layout.shapes
+        shapes = self.schema.shapes
         row_bytes = sum(shapes[n].numel() for n in self.layout.recorded) * torch.get_default_dtype().itemsize
         rows = math.ceil(num_simulations / MIN_BATCHES)
         looped = any(site.get("batched") is False for site in self.layout.identities.values())
@@ -152,26 +150,26 @@ class BatchPlan:
                 "seed": seed,
                 "num_simulations": num_simulations,
                 "batch_size": batch_size,
-                "latent_sites": {n: list(self.layout.shapes[n]) for n in self.layout.latents},
-                "data_sites": {n: list(self.layout.shapes[n]) for n in self.layout.data},
-                "deterministic_sites": {n: list(self.layout.shapes[n]) for n in self.layout.deterministic},
+                "latent_sites": {n: list(self.schema.shapes[n]) for n in self.schema.latents},
+                "data_sites": {n: list(self.schema.shapes[n]) for n in self.schema.simulated},
+                "deterministic_sites": {n: list(self.schema.shapes[n]) for n in self.schema.deterministic},
             },
             "fingerprint": {**self.fingerprint, "parameters": describe(parameters)},
         }
 
     def _latents(self, size: int, seed: int, fixed: dict, args, kwargs) -> dict[str, torch.Tensor]:
         """The latent values :meth:`run` draws for a batch, without calling the simulator."""
-        blank = {n: torch.full((size, *self.layout.shapes[n]), float("nan")) for n in self.layout.data}
+        blank = {n: torch.full((size, *self.schema.shapes[n]), float("nan")) for n in self.schema.simulated}
         with seeded(seed), torch.no_grad(), poutine.trace() as tracer, contextlib.suppress(Exception):
             self._vectorized(size, {**fixed, **blank})(*args, **kwargs)
-        return self._values(tracer.trace, self.layout.latents)
+        return self._values(tracer.trace, self.schema.latents)
 
     def _seeded_row(self, partial: dict, i: int, seed: int, args, kwargs) -> Simulations:
         with seeded(seed), torch.no_grad():
             return self._run_row(partial, i, args, kwargs)
 
     def _failed_row(self, partial: dict, i: int, status: Status, message: str) -> Simulations:
-        values = {n: self._rows(n, partial[n][i : i + 1], 1) for n in self.layout.latents if n in partial}
+        values = {n: self._rows(n, partial[n][i : i + 1], 1) for n in self.schema.latents if n in partial}
         return self._assemble(values, 1, status, message)
 
     def _run_row(self, partial: dict, i: int, args, kwargs) -> Simulations:
@@ -184,7 +182,7 @@ class BatchPlan:
             except Exception as err:
                 error = err
         if error is not None:
-            values = self._values(tracer.trace, self.layout.latents, 1)
+            values = self._values(tracer.trace, self.schema.latents, 1)
             return self._assemble(values, 1, Status.EXCEPTION, f"{type(error).__name__}: {error}")
         return self._assemble(self._values(tracer.trace, self.layout.recorded, 1), 1)
 
@@ -197,23 +195,23 @@ class BatchPlan:
         return {n: self._rows(n, nodes[n]["value"], size) for n in names if n in nodes}
 
     def _rows(self, name: str, value: torch.Tensor, size: int) -> torch.Tensor:
-        shape = (size,) + self.layout.shapes[name]
+        shape = (size,) + self.schema.shapes[name]
         if value.numel() != torch.Size(shape).numel():
             raise SiteError(
                 f"site '{name}' has shape {tuple(value.shape)} when simulated {size} at a time, but "
-                f"shape {tuple(self.layout.shapes[name])} alone: its distribution must broadcast over "
+                f"shape {tuple(self.schema.shapes[name])} alone: its distribution must broadcast over "
                 "pyro.plate batch dims (declare per-simulation dims with .to_event)"
             )
         return value.reshape(shape).to(torch.get_default_dtype())
 
     def _assemble(self, values: dict, size: int, status: Status = Status.OK, message: str = "") -> Simulations:
         """Rows of every recorded site (NaN where ``values`` lacks one, e.g. past a failure)."""
-        values = {n: values[n] if n in values else torch.full((size, *self.layout.shapes[n]), float("nan"))
+        values = {n: values[n] if n in values else torch.full((size, *self.schema.shapes[n]), float("nan"))
                   for n in self.layout.recorded}
         codes = torch.full((size,), int(status), dtype=torch.int8)
         messages = None if status == Status.OK else np.full(size, message, dtype=object)
         # a finite sum means every entry is finite (NaN and inf propagate): one cheap pass when all is well
-        outputs = [values[n] for n in self.layout.data] if status == Status.OK else []
+        outputs = [values[n] for n in self.schema.simulated] if status == Status.OK else []
         suspects = [v for v in outputs if not torch.isfinite(v.sum())]
         if suspects:
             finite = torch.ones(size, dtype=torch.bool)
@@ -221,5 +219,5 @@ class BatchPlan:
                 finite &= torch.isfinite(v.reshape(size, -1)).all(-1)
             codes[~finite] = int(Status.NONFINITE)
             messages = np.where((~finite).numpy(), "non-finite simulator output", "").astype(object)
-        return Simulations(values, self.layout.latents, self.layout.data, codes, messages)
+        return Simulations(values, self.schema.latents, self.schema.simulated, codes, messages)
 

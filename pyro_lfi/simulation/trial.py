@@ -23,8 +23,8 @@ from pyro.poutine.uncondition_messenger import UnconditionMessenger
 from pyro.poutine.util import prune_subsample_sites
 
 from ..errors import ModelError, SimulatorNeverSucceeded
+from ..model.schema import ModelSchema, SimulatorPlaceholders, is_simulator_site, simulator_of
 from ..model.simulator import SimulatorShapeError
-from ..model.sites import is_simulator_site, plate_depth, simulator_of
 from ..seeding import derived_seed, seeded
 from .deadline import Killed, call_with_deadline
 from .fingerprint import code_identity, distribution_identity
@@ -56,19 +56,11 @@ class _SimulatorRaised(Exception):
     """Carries an exception raised inside a simulator out of a trial run."""
 
 
-class _TrialSimulators(Messenger):
-    """Simulator sites with a declared ``event_shape`` yield NaN of their shape without
-    simulating (when ``placeholders``); the others simulate, and their errors are marked."""
-
-    def __init__(self, placeholders: bool):
-        super().__init__()
-        self.placeholders = placeholders
+class _SimulatorErrors(Messenger):
+    """Runs simulator sites, marking their errors as the simulator's (not the model's)."""
 
     def _pyro_sample(self, msg):
         if msg["value"] is not None or not is_simulator_site(msg):
-            return
-        if self.placeholders and simulator_of(msg).declared_event_shape is not None:
-            msg["value"] = torch.full(msg["fn"].shape(), float("nan"))
             return
         try:
             msg["value"] = msg["fn"](*msg["args"], **msg["kwargs"])
@@ -80,44 +72,23 @@ class _TrialSimulators(Messenger):
 
 @dataclass(frozen=True)
 class ModelLayout:
-    """What a trial run reads off a model (plain data, so it can come back from a child process)."""
+    """What a trial run reads off a model (plain data, so it can come back from a child
+    process): the schema, and per recorded site what determines its values (see
+    :mod:`pyro_lfi.simulation.fingerprint`)."""
 
-    latents: tuple[str, ...]
-    data: tuple[str, ...]
-    deterministic: tuple[str, ...]
-    shapes: dict[str, torch.Size]
-    batch_dims: dict[str, int]
-    max_plate_nesting: int
-    identities: dict[str, dict]  #: per site, what determines its values (see :mod:`pyro_lfi.simulation.fingerprint`)
+    schema: ModelSchema
+    identities: dict[str, dict]
 
     @property
     def recorded(self) -> tuple[str, ...]:
-        """Every site a campaign records: latents, data, deterministic."""
-        return self.latents + self.data + self.deterministic
+        """Every site a campaign records: latents, simulated data, deterministic."""
+        return self.schema.latents + self.schema.simulated + self.schema.deterministic
 
     @classmethod
     def of(cls, trace) -> ModelLayout:
-        latents, data, deterministic = [], [], []
-        for name, site in trace.nodes.items():
-            if site["type"] != "sample" or site["infer"].get("is_auxiliary"):
-                continue
-            if site["infer"].get("_deterministic"):
-                deterministic.append(name)
-            elif site["is_observed"]:
-                continue
-            elif site["infer"].get("was_observed") or is_simulator_site(site):
-                data.append(name)
-            else:
-                latents.append(name)
-        recorded = latents + data + deterministic
+        layout = cls(ModelSchema.of(trace), {})
         nodes = trace.nodes
-        return cls(
-            tuple(latents), tuple(data), tuple(deterministic),
-            {n: nodes[n]["value"].shape for n in recorded},
-            {n: plate_depth(nodes[n]) for n in recorded},
-            max((plate_depth(nodes[n]) for n in recorded), default=0),
-            {n: _site_identity(nodes[n]) for n in recorded},
-        )
+        return cls(layout.schema, {n: _site_identity(nodes[n]) for n in layout.recorded})
 
 
 def read_layout(model, seed: int, args, kwargs, isolate: bool = False, timeout: float | None = None) -> ModelLayout:
@@ -163,8 +134,10 @@ def _attempt(model, seed: int, key: int, placeholders: bool, args, kwargs, isola
 
 
 def _layout(model, seed: int, placeholders: bool, args, kwargs) -> ModelLayout:
+    if placeholders:  # declared output shapes need no simulation
+        model = SimulatorPlaceholders(float("nan"), declared_only=True)(model)
     with seeded(seed), torch.no_grad():
-        trace = poutine.trace(_TrialSimulators(placeholders)(model)).get_trace(*args, **kwargs)
+        trace = poutine.trace(_SimulatorErrors()(model)).get_trace(*args, **kwargs)
     return ModelLayout.of(prune_subsample_sites(trace))
 
 
