@@ -19,6 +19,7 @@ from .model.prior import Prior, UnsupportedPriorError
 from .model.simulator import DeclaredShapeError, Simulator, SimulatorLikelihoodError, SimulatorShapeError
 from .model.sites import ObservationError, SiteError
 from .simulation.campaign import simulate
+from .simulation.options import SimulationOptions
 from .simulation.simulations import Simulations, Status
 from .simulation.store import CampaignMismatchError, StoreInUseError
 from .simulation.trial import ModelError, SimulatorNeverSucceeded
@@ -70,6 +71,7 @@ __all__ = [
     "Prior",
     "ProposalError",
     "RoundRecord",
+    "SimulationOptions",
     "Simulations",
     "Simulator",
     "SimulatorLikelihoodError",

@@ -186,3 +186,33 @@ def test_the_probe_simulates_when_the_model_uses_the_output():
 
     sims = lfi.simulate(model, 20, seed=0, progress=False)
     assert sims.num_valid == 20 and set(sims.observed_names) == {"x", "y"}
+
+
+def test_options_object_and_keyword_shorthands_give_the_same_campaign(tmp_path):
+    options = lfi.SimulationOptions(batch_size=40, progress=False, store=tmp_path / "a")
+    a = lfi.simulate(moons_model, 100, seed=5, options=options)
+    b = lfi.simulate(moons_model, 100, seed=5, batch_size=40, progress=False, store=tmp_path / "b")
+    assert torch.equal(a["x"], b["x"]) and (tmp_path / "a").is_dir()
+    # a shorthand overrides the object's field
+    c = lfi.simulate(moons_model, 100, seed=5, options=options.updated(store=None), batch_size=100)
+    assert not torch.equal(a["x"], c["x"])
+
+
+def test_a_model_argument_named_like_an_option_goes_through_model_kwargs():
+    def model(store=0.0):
+        theta = pyro.sample("theta", dist.Normal(store, 1.0))
+        return pyro.sample("x", lfi.Simulator(lambda t: t + 0.01 * torch.randn_like(t), theta))
+
+    sims = lfi.simulate(model, 50, seed=0, progress=False, model_kwargs={"store": 100.0})
+    assert sims["theta"].mean() > 90
+
+
+@pytest.mark.parametrize("bad", [{"batch_size": 0}, {"timeout": -1.0}, {"workers": 0}])
+def test_invalid_options_are_refused_naming_the_option(bad):
+    (name,) = bad
+    with pytest.raises(ValueError, match=name):
+        lfi.SimulationOptions(**bad)
+    with pytest.raises(ValueError, match=name):
+        lfi.simulate(moons_model, 10, progress=False, **bad)
+    with pytest.raises(TypeError, match="SimulationOptions"):
+        lfi.simulate(moons_model, 10, options={"batch_size": 5})

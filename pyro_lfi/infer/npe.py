@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections import Counter
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from ..guide.posterior import NeuralPosterior, _all_invalid_message
 from ..model.checks import check_simulated
 from ..seeding import seeded
 from ..simulation.campaign import simulate
+from ..simulation.options import SimulationOptions, split_model_kwargs
 from ..simulation.simulations import Simulations
 from .loop import TrainingConfig, TrainingHistory, train_loop
 from .losses import npe_loss
@@ -185,28 +185,22 @@ class NPE:
         num_simulations: int,
         *args,
         seed: int | None = None,
-        batch_size: int | None = None,
-        executor=None,
-        workers: int | None = None,
-        store: str | os.PathLike | None = None,
-        timeout: float | None = None,
-        isolate: bool = False,
-        force: bool = False,
+        options: SimulationOptions | None = None,
+        model_kwargs: dict | None = None,
         **kwargs,
     ) -> Simulations:
         """Simulate ``num_simulations`` rows of ``model(*args, **kwargs)`` and train on them.
 
-        ``seed``, ``batch_size``, ``executor``, ``workers``, ``store``, ``timeout``, ``isolate``
-        and ``force`` go to :func:`~pyro_lfi.simulate` (parallel workers, a resumable campaign on
-        disk, a time limit per simulation, a process per batch).
+        ``seed`` and ``options`` (or its fields as keywords: ``batch_size``, ``executor``,
+        ``workers``, ``store``, ``timeout``, ``isolate``, ``force``, ``progress``) go to
+        :func:`~pyro_lfi.simulate` (parallel workers, a resumable campaign on disk, a time limit
+        per simulation, a process per batch); the progress bar follows this NPE's ``progress``.
 
         :returns: the simulations (so that nothing simulated is lost).
         """
-        sims = simulate(
-            self.model, num_simulations, *args, seed=seed, batch_size=batch_size, executor=executor,
-            workers=workers, store=store, timeout=timeout, isolate=isolate, force=force,
-            progress=self.config.progress, **kwargs,
-        )
+        options, kwargs = split_model_kwargs(options or SimulationOptions(progress=self.config.progress), kwargs,
+                                             model_kwargs)
+        sims = simulate(self.model, num_simulations, *args, seed=seed, options=options, model_kwargs=kwargs)
         self.train(sims, model_args=args, model_kwargs=kwargs)
         return sims
 

@@ -4,7 +4,8 @@ columnar :class:`Simulations`, optionally through a resumable store. Only :func:
 are parts of a campaign."""
 
 from .campaign import simulate
+from .options import SimulationOptions
 from .simulations import Simulations, Status
 from .store import CampaignMismatchError, StoreInUseError
 
-__all__ = ["CampaignMismatchError", "Simulations", "Status", "StoreInUseError", "simulate"]
+__all__ = ["CampaignMismatchError", "SimulationOptions", "Simulations", "Status", "StoreInUseError", "simulate"]

@@ -4,7 +4,6 @@ campaign seed, here, on threads or on workers, optionally streamed to a resumabl
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
@@ -17,6 +16,7 @@ from tqdm.auto import tqdm
 
 from ..seeding import derived_seed
 from .executors import map_unordered, recovery_executor, resolve_executor
+from .options import SimulationOptions, split_model_kwargs
 from .plan import BatchPlan
 from .simulations import Simulations
 from .store import SimulationStore
@@ -29,16 +29,10 @@ def simulate(
     num_simulations: int,
     *args,
     seed: int | None = None,
-    batch_size: int | None = None,
     observed: str | Sequence[str] | None = None,
     parameters: dict[str, torch.Tensor] | None = None,
-    progress: bool = True,
-    executor=None,
-    workers: int | None = None,
-    store: str | os.PathLike | None = None,
-    timeout: float | None = None,
-    isolate: bool = False,
-    force: bool = False,
+    options: SimulationOptions | None = None,
+    model_kwargs: dict | None = None,
     **kwargs,
 ) -> Simulations:
     """Simulate ``model(*args, **kwargs)`` ``num_simulations`` times.
@@ -59,87 +53,76 @@ def simulate(
 
     Before the campaign the model runs once to read its sites; a simulator whose output shape
     is declared (``Simulator(..., event_shape=...)``) is not called for that, and an undeclared
-    one is tried at other parameters until one simulation succeeds (see :mod:`pyro_lfi.simulation.trial`).
+    one is tried at other parameters until one simulation succeeds (see
+    :mod:`pyro_lfi.simulation.trial`).
 
     :param model: a Pyro model whose data sites are :class:`~pyro_lfi.Simulator` sites.
     :param num_simulations: number of rows.
     :param seed: campaign seed (drawn at random and recorded if omitted; read from ``store``
         when resuming).
-    :param batch_size: rows per vectorized model call; also the unit of work sent to a worker
-        and written to the store. ``None`` (default): ``num_simulations /``
-        :data:`~pyro_lfi.simulation.plan.MIN_BATCHES` rows, but at least
-        :data:`~pyro_lfi.simulation.plan.MIN_BATCH_ROWS` and at most as many as hold
-        :data:`~pyro_lfi.simulation.plan.BATCH_BYTES` of site values. Pass a number when the
-        simulator needs much more memory per row than its outputs take.
     :param observed: which observed sites to un-condition (default: all of them). Latent sites
         fixed with :func:`pyro.condition` count as observed; fix them with :func:`pyro.poutine.do`
         to keep them fixed here.
     :param parameters: fixed values of latent sites, ``[num_simulations, *site_shape]`` each
         (e.g. posterior draws for predictive simulations, or a sequential proposal); the other
         latent sites are drawn from the prior given them.
-    :param progress: show a progress bar (simulations per second, failures, time left).
-    :param executor: run the batches on a :class:`concurrent.futures.Executor` (a process
-        pool, ``dask.distributed.Client.get_executor()``, a thread pool) or a dask ``Client``;
-        the model is shipped with cloudpickle. Default: this process. Pyro's effect handlers
-        are global to a process, so on threads the batches take turns.
-    :param workers: shorthand for a pool of this many local worker processes.
-    :param store: a directory; each finished batch is written there atomically as NetCDF, and
-        calling again resumes: only the missing batches run (see :mod:`pyro_lfi.simulation.store` for
-        what is checked, the lock and the repair of damaged files).
-    :param timeout: seconds one simulation may take. A batch runs in a forked child process
-        killed after ``timeout * rows``; a killed batch is re-run row by row, each row with
-        ``timeout`` seconds, and rows that still run over are marked ``Status.TIMEOUT``.
-    :param isolate: run every batch in a forked child process (implied by ``timeout``), so that
-        a simulator that crashes its process (a segfault in foreign code) loses only its row,
-        marked ``Status.EXCEPTION``. Batches whose worker process died are re-run this way
-        automatically.
-    :param force: resume a ``store`` even though the model's or simulator's code, the prior,
-        the arguments or the fixed parameters changed (the sites, shapes, seed and batching
-        must still agree). Only for changes that do not alter the rows.
+    :param options: how the campaign runs: batch size, progress bar, executor or workers, a
+        resumable store, a timeout per simulation, process isolation (see
+        :class:`~pyro_lfi.SimulationOptions`). Each of its fields may be given as a keyword of
+        its own instead, e.g. ``simulate(model, n, workers=4, store="campaign")``.
+    :param model_kwargs: keyword arguments of the model, for one whose name is an option's.
+    :param kwargs: the model's keyword arguments, and option shorthands.
     """
+    options, kwargs = split_model_kwargs(options, kwargs, model_kwargs)
     if num_simulations < 1:
         raise ValueError(f"num_simulations must be positive, got {num_simulations}")
-    if batch_size is not None and batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    if timeout is not None and not timeout > 0:
-        raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
-    if seed is None and store is not None:
-        manifest = SimulationStore.read_manifest(store) if Path(store).is_dir() else None
-        seed = (manifest or {}).get("campaign", {}).get("seed")
-    if seed is None:
-        seed = int(np.random.SeedSequence().generate_state(1)[0])
-    isolate = isolate or timeout is not None
-    plan = BatchPlan.probe(model, observed, seed, args, kwargs, isolate, timeout)
+    seed = _campaign_seed(seed, options.store)
+    plan = BatchPlan.probe(model, observed, seed, args, kwargs, options.isolated, options.timeout)
     parameters = plan.check_parameters(parameters or {}, num_simulations)
-    batch_size = batch_size or plan.default_batch_size(num_simulations)
+    batch_size = options.batch_size or plan.default_batch_size(num_simulations)
     batches = [
         _Batch(c, start, min(batch_size, num_simulations - start), derived_seed(seed, c))
         for c, start in enumerate(range(0, num_simulations, batch_size))
     ]
-    job = _Job(plan, args, kwargs, timeout, isolate)
-    disk = None if store is None else SimulationStore(
-        store, plan.manifest(seed, num_simulations, batch_size, parameters), force=force
+    job = _Job(plan, args, kwargs, options.timeout, options.isolated)
+    disk = None if options.store is None else SimulationStore(
+        options.store, plan.manifest(seed, num_simulations, batch_size, parameters), force=options.force
     )
     with disk or contextlib.nullcontext():
         parts = _read_back(disk, batches, plan) if disk else {}
         todo = [b.with_parameters(parameters) for b in batches if b.index not in parts]
-        done = sum(len(p) for p in parts.values())
-        failed = sum(len(p) - p.num_valid for p in parts.values())
-        with tqdm(total=num_simulations, initial=done, unit="sim", disable=not progress, desc="simulate") as bar:
-            bar.set_postfix(failed=failed)
-            for batch, sims in _run_batches(job, todo, executor, workers):
-                sims.seed = seed
-                if disk:
-                    disk.write(batch.index, sims)
-                parts[batch.index] = sims
-                failed += len(sims) - sims.num_valid
-                bar.set_postfix(failed=failed, refresh=False)
-                bar.update(len(sims))
+        _run_with_progress(job, todo, parts, disk, options, num_simulations, seed)
     sims = Simulations.concat([parts[b.index] for b in batches])
     sims.seed = seed
     if sims.num_valid == 0:
         warnings.warn(f"all {len(sims)} simulations are invalid: {sims.message[0]}", stacklevel=2)
     return sims
+
+
+def _campaign_seed(seed: int | None, store) -> int:
+    """The given seed, else the one a ``store`` being resumed recorded, else a fresh one."""
+    if seed is None and store is not None:
+        manifest = SimulationStore.read_manifest(store) if Path(store).is_dir() else None
+        seed = (manifest or {}).get("campaign", {}).get("seed")
+    return int(np.random.SeedSequence().generate_state(1)[0]) if seed is None else seed
+
+
+def _run_with_progress(
+    job: _Job, todo: list[_Batch], parts: dict, disk, options: SimulationOptions, total: int, seed: int
+) -> None:
+    """Run the batches ``todo`` into ``parts`` (and ``disk``) under a progress bar."""
+    done = sum(len(p) for p in parts.values())
+    failed = sum(len(p) - p.num_valid for p in parts.values())
+    with tqdm(total=total, initial=done, unit="sim", disable=not options.progress, desc="simulate") as bar:
+        bar.set_postfix(failed=failed)
+        for batch, sims in _run_batches(job, todo, options.executor, options.workers):
+            sims.seed = seed
+            if disk:
+                disk.write(batch.index, sims)
+            parts[batch.index] = sims
+            failed += len(sims) - sims.num_valid
+            bar.set_postfix(failed=failed, refresh=False)
+            bar.update(len(sims))
 
 
 def _read_back(disk: SimulationStore, batches: list[_Batch], plan: BatchPlan) -> dict[int, Simulations]:

@@ -26,12 +26,9 @@ R = TypeVar("R")
 @contextlib.contextmanager
 def resolve_executor(executor=None, workers: int | None = None) -> Iterator[Executor | None]:
     """The executor to run on: ``executor`` as given, a dask ``Client``'s executor, a pool of
-    ``workers`` local processes (shut down on exit), or ``None`` for this process."""
-    if executor is not None and workers is not None:
-        raise ValueError("give either executor= or workers= (a local process pool), not both")
+    ``workers`` local processes (shut down on exit), or ``None`` for this process (the
+    arguments are checked by :class:`~pyro_lfi.SimulationOptions`)."""
     if workers is not None:
-        if not isinstance(workers, int) or workers < 1:
-            raise ValueError(f"workers must be a positive int, got {workers!r}")
         pool = ProcessPoolExecutor(workers, initializer=_one_thread)
         try:
             yield pool
