@@ -24,7 +24,7 @@ class _GuideConverter:
     """Draws from a trained guide at one observation, and the groups built from them."""
 
     def __init__(self, guide: NeuralPosterior, num_samples: int, seed: int | None, args, kwargs):
-        sites = guide._require_built()
+        sites = guide.require_built()
         self.guide, self.args, self.kwargs, self.seed = guide, args, kwargs, seed
         self.observed = read_observation(guide.model, guide.observed, *args, **kwargs)
         if sites.data_batch_shape(self.observed):

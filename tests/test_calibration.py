@@ -38,8 +38,8 @@ class Overconfident(StandIn):
         super().__init__(guide)
         self.factor = factor
 
-    def condition(self, x):
-        q = self.guide.condition(x)
+    def conditional(self, x):
+        q = self.guide.conditional(x)
         mean = q.sample((500,)).mean(0)
         shrink = AffineTransform(mean * (1 - self.factor), self.factor, event_dim=1)
         return TransformedDistribution(q, [shrink])
@@ -49,7 +49,7 @@ class Exact(StandIn):
     """What a perfect guide would be: the trained guide's site layout with the model's exact
     posterior in place of its estimate (``linear_model``'s latent space is unconstrained)."""
 
-    def condition(self, x):
+    def conditional(self, x):
         return linear_posterior(x)
 
 

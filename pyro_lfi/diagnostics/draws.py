@@ -59,7 +59,7 @@ def calibration_draws(
             f"num_simulations and num_posterior_samples must be positive, got {num_simulations} "
             f"and {num_posterior_samples}"
         )
-    sites = guide._require_built()
+    sites = guide.require_built()
     sims = simulate(
         model, num_simulations, *args, seed=seed, observed=guide.observed, progress=False, **kwargs
     )
@@ -73,7 +73,7 @@ def calibration_draws(
         if seed is not None:
             torch.manual_seed(seed)
         for start in range(0, len(x), batch_size):
-            q = guide.condition(x[start : start + batch_size])
+            q = guide.conditional(x[start : start + batch_size])
             z = q.sample((num_posterior_samples,))
             zs.append(z)
             if log_prob:

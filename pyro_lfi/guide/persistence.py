@@ -14,7 +14,7 @@ from ..errors import SiteError
 from ..model.sites import ModelSites
 from ..seeding import preserved_rng
 
-__all__ = ["SAVE_FORMAT", "check_same_sites", "read_correction", "read_saved", "saved_state"]
+__all__ = ["SAVE_FORMAT", "check_same_sites", "load_guide", "read_correction", "read_saved", "saved_state"]
 
 #: Version of :meth:`NeuralPosterior.save` files; 2 since the default NSF has a conditional
 #: affine layer and the default embedding is a SkipMLP.
@@ -88,3 +88,31 @@ def read_correction(saved: dict):
 
     loc, cov = saved["proposal_correction"]
     return GaussianDivision(MultivariateNormal(loc, covariance_matrix=cov))
+
+
+def load_guide(
+    cls, path, model: Callable, embedding_net, estimator, map_location, model_args: tuple, model_kwargs: dict
+):
+    """:meth:`~pyro_lfi.NeuralPosterior.load`: a guide of class ``cls`` from ``path``, attached
+    to ``model`` once its sites are checked against the saved ones."""
+    saved = read_saved(path, map_location)
+    if saved["custom_embedding"] and embedding_net is None:
+        raise ValueError("this guide was trained with a custom embedding net: pass embedding_net=")
+    if saved["estimator"] is None and estimator is None:
+        raise ValueError("this guide was trained with a custom estimator: pass estimator=")
+    guide = cls(
+        model,
+        saved["observed"],
+        estimator or saved["estimator"],
+        embedding_net,
+        saved["embedding_features"],
+        saved["standardize"],
+        saved.get("missing", "drop"),
+        **saved["estimator_kwargs"],
+    )
+    check_same_sites(path, saved["sites"], model, model_args, model_kwargs)
+    guide.create_networks(saved["sites"], torch.Size(saved["x_shape"]))
+    guide.load_state_dict(saved["state_dict"])
+    guide.correction = read_correction(saved)
+    guide.eval()
+    return guide

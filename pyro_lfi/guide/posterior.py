@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import operator
 import os
+import warnings
 from collections.abc import Callable, Sequence
 
 import pyro
@@ -14,23 +15,19 @@ from torch import nn
 from torch.distributions import Distribution
 
 from ..errors import NotFittedError
-from ..model.checks import check_simulated, check_site_roles
-from ..model.sites import ModelSites, ObservationError, SiteError, read_observation
-from ..nn import ConditionalDensityEstimator, Flow, MissingFeatures, MixtureDensityNetwork, SkipMLP, Standardize
+from ..model.checks import check_observed_sites, check_simulated, check_site_roles
+from ..model.sites import ModelSites, ObservationError, read_observation
+from ..nn import ConditionalDensityEstimator, MissingFeatures, SkipMLP, Standardize
 from ..simulation.simulations import Simulations, Status
-from .persistence import check_same_sites, read_correction, read_saved, saved_state
+from .estimators import EstimatorSpec, check_estimator_spec, make_estimator
+from .map_estimate import maximize
+from .persistence import load_guide, saved_state
+from .pyro_distribution import PyroDistribution
 
 __all__ = ["NeuralPosterior", "NotFittedError"]
 
 
-_ESTIMATORS = ("nsf", "maf", "mdn")
 _MISSING = ("drop", "impute")
-
-
-def _default_estimator(kind: str, features: int, context: int, **kwargs) -> ConditionalDensityEstimator:
-    if kind == "mdn":
-        return MixtureDensityNetwork(features, context, **kwargs)
-    return Flow(features, context, kind=kind, **kwargs)
 
 
 class NeuralPosterior(PyroModule):
@@ -74,7 +71,7 @@ class NeuralPosterior(PyroModule):
         self,
         model: Callable,
         observed: str | Sequence[str] = "x",
-        estimator: str | Callable[[int, int], ConditionalDensityEstimator] = "nsf",
+        estimator: EstimatorSpec = "nsf",
         embedding_net: nn.Module | None = None,
         embedding_features: int = 32,
         standardize: bool = True,
@@ -84,10 +81,7 @@ class NeuralPosterior(PyroModule):
         super().__init__()
         if missing not in _MISSING:
             raise ValueError(f"missing must be one of {_MISSING}, got {missing!r}")
-        if isinstance(estimator, str) and estimator not in _ESTIMATORS:
-            raise ValueError(f"unknown estimator '{estimator}'; choose one of {_ESTIMATORS} or pass a callable")
-        if not isinstance(estimator, str) and not callable(estimator):
-            raise TypeError(f"estimator must be one of {_ESTIMATORS} or a callable")
+        check_estimator_spec(estimator)
         self.model = model
         self.observed = (observed,) if isinstance(observed, str) else tuple(observed)
         self.estimator_spec = estimator
@@ -119,29 +113,15 @@ class NeuralPosterior(PyroModule):
         :raises SiteError: if the simulations do not fit the model's sites (names, shapes, latent
             values outside their supports: simulations of another model).
         """
-        latent = [n for n in self.observed if n in simulations.latent_names]
-        if latent:
-            raise SiteError(
-                f"observed={latent} names latent site(s) of the simulations (parameters drawn from the "
-                f"prior), not data sites; the data sites are {list(simulations.observed_names)}: pass "
-                f"NeuralPosterior(model, observed=...) one of those"
-            )
-        missing = [n for n in self.observed if n not in simulations.values]
-        if missing:
-            raise ObservationError(
-                f"observed site(s) {missing} are not in the simulations, which hold the data "
-                f"sites {list(simulations.observed_names)} and latent sites "
-                f"{list(simulations.latent_names)}: set NeuralPosterior(observed=...) to one of "
-                "the data sites"
-            )
+        check_observed_sites(self.observed, simulations)
         valid = simulations[self.usable(simulations)]
         if len(valid) == 0:
-            raise ValueError(_all_invalid_message(simulations))
+            raise ValueError(simulations.nothing_to_train_on())
         first = {n: valid.values[n][0] for n in self.observed}
         sites = ModelSites.from_model(self.model, self.observed, first, *args, **kwargs)
         check_simulated(sites, simulations.values, simulations.latent_names, self.usable(simulations))
         x = sites.flat_data({n: valid.values[n] for n in self.observed})
-        self._create_networks(sites, x.shape[1:])
+        self.create_networks(sites, x.shape[1:])
         if self.standardize:
             self.x_standardize.fit(x)
             self.estimator.fit_standardization(sites.to_unconstrained(valid.latents))
@@ -156,7 +136,9 @@ class NeuralPosterior(PyroModule):
             usable |= (simulations.status == Status.NONFINITE) & torch.isfinite(data).any(-1)
         return usable
 
-    def _create_networks(self, sites: ModelSites, x_shape: torch.Size) -> None:
+    def create_networks(self, sites: ModelSites, x_shape: torch.Size) -> None:
+        """Create the networks for ``sites`` and flat observations of ``x_shape`` (untrained, and
+        with identity standardization until :meth:`build` fits it)."""
         self.sites = sites
         self.x_standardize = Standardize(x_shape)
         embedded_shape = x_shape
@@ -167,15 +149,12 @@ class NeuralPosterior(PyroModule):
             self.embedding_net = SkipMLP(embedded_shape, self.embedding_features, activation=nn.ELU)
         with torch.no_grad():
             context = self.embedding_net(torch.zeros((2, *embedded_shape))).shape[-1]
-        spec = self.estimator_spec
-        if isinstance(spec, str):
-            self.estimator = _default_estimator(spec, sites.num_unconstrained, context, **self.estimator_kwargs)
-        else:
-            self.estimator = spec(sites.num_unconstrained, context, **self.estimator_kwargs)
-        if not isinstance(self.estimator, ConditionalDensityEstimator):
-            raise TypeError("the estimator callable must return a ConditionalDensityEstimator")
+        self.estimator = make_estimator(self.estimator_spec, sites.num_unconstrained, context, self.estimator_kwargs)
 
-    def _require_built(self) -> ModelSites:
+    def require_built(self) -> ModelSites:
+        """The model's sites, once the guide is built.
+
+        :raises NotFittedError: if it is not built yet."""
         if self.sites is None:
             raise NotFittedError(
                 "this NeuralPosterior has not been trained: run pyro_lfi.NPE(model, guide)"
@@ -187,7 +166,7 @@ class NeuralPosterior(PyroModule):
 
     def observation(self, *args, **kwargs) -> torch.Tensor:
         """The observation the model receives with these arguments, as one tensor."""
-        sites = self._require_built()
+        sites = self.require_built()
         x = sites.flat_data(read_observation(self.model, self.observed, *args, **kwargs))
         if self.missing_features is None and not torch.isfinite(x).all():
             raise ObservationError(
@@ -198,7 +177,7 @@ class NeuralPosterior(PyroModule):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The estimator's context: the embedding of the standardized observation ``x``."""
-        self._require_built()
+        self.require_built()
         param = next(self.estimator.parameters(), None)
         if param is not None:
             x = x.to(device=param.device, dtype=param.dtype)
@@ -212,22 +191,27 @@ class NeuralPosterior(PyroModule):
         correction (what the losses train)."""
         return self.estimator(self.embed(x))
 
-    def condition(self, x: torch.Tensor) -> Distribution:
+    def conditional(self, x: torch.Tensor) -> Distribution:
         r""":math:`q(z \mid x)` over the flat unconstrained latent vector, batched over ``x``'s
         leading dims: the estimator's density, mapped by :attr:`correction` if a sequential
         method set one."""
         q = self.estimate(x)
         return q if self.correction is None else self.correction(q)
 
+    def condition(self, x: torch.Tensor) -> Distribution:
+        """Deprecated name of :meth:`conditional` (it read like :func:`pyro.condition`)."""
+        warnings.warn("NeuralPosterior.condition(x) is now NeuralPosterior.conditional(x)", FutureWarning, stacklevel=2)
+        return self.conditional(x)
+
     def posterior_z(self, *args, **kwargs) -> Distribution:
         r""":math:`q(z \mid x)` at the observation the model receives with these arguments."""
-        return self.condition(self.observation(*args, **kwargs))
+        return self.conditional(self.observation(*args, **kwargs))
 
     # -- the Pyro guide -------------------------------------------------------------------------
 
     def forward(self, *args, **kwargs) -> dict[str, torch.Tensor]:
-        sites = self._require_built()
-        q = _PyroDistribution(self.posterior_z(*args, **kwargs))
+        sites = self.require_built()
+        q = PyroDistribution(self.posterior_z(*args, **kwargs))
         z = pyro.sample("_lfi_latent", q, infer={"is_auxiliary": True})
         values, log_dets = sites.to_constrained(z)
         for site in sites.latents:
@@ -250,10 +234,10 @@ class NeuralPosterior(PyroModule):
             raise TypeError(f"num_samples must be an int, got {num_samples!r}") from None
         if num_samples < 0:
             raise ValueError(f"num_samples must be 0 or more, got {num_samples}")
-        sites = self._require_built()
+        sites = self.require_built()
         if num_samples == 0:
             x = self.observation(*args, **kwargs)
-            batch = x.shape[: x.dim() - len(self._x_shape)]
+            batch = x.shape[: x.dim() - len(self.x_shape)]
             device = next(self.estimator.parameters(), x).device
             return {s.name: torch.empty((0, *batch, *s.shape), device=device) for s in sites.latents}
         z = self.posterior_z(*args, **kwargs).sample((num_samples,))
@@ -261,39 +245,24 @@ class NeuralPosterior(PyroModule):
 
     def log_prob(self, samples: dict[str, torch.Tensor], *args, **kwargs) -> torch.Tensor:
         r""":math:`\log q(\theta \mid x)` in the constrained space (Jacobians included)."""
-        sites = self._require_built()
+        sites = self.require_built()
         z = sites.to_unconstrained(samples)
         return self.posterior_z(*args, **kwargs).log_prob(z) - sites.log_abs_det_jacobian(z)
 
     def map(self, *args, num_init: int = 1000, num_steps: int = 200, lr: float = 0.05, **kwargs):
         r"""Maximum of :math:`q(\theta \mid x)` (in the constrained space): the best of
         ``num_init`` draws, refined by gradient ascent in the unconstrained space."""
-        sites = self._require_built()
+        sites = self.require_built()
         x = self.observation(*args, **kwargs)
-        if x.dim() > len(self._x_shape):
+        if x.dim() > len(self.x_shape):
             raise ObservationError("map takes a single observation, not a batch")
         with torch.no_grad():  # the context is a constant of the optimization
-            q = self.condition(x)
-
-        def log_density(z):
-            return q.log_prob(z) - sites.log_abs_det_jacobian(z)
-
-        with torch.no_grad():
-            z0 = q.sample((num_init,))
-            best = z0[log_density(z0).argmax()]
-        z = best.clone().requires_grad_(True)
-        optim = torch.optim.Adam([z], lr=lr)
-        for _ in range(num_steps):
-            optim.zero_grad()
-            (-log_density(z)).backward()
-            optim.step()
-        with torch.no_grad():
-            if log_density(z) < log_density(best):
-                z = best
-            return sites.to_constrained(z.detach())[0]
+            q = self.conditional(x)
+        return sites.to_constrained(maximize(q, sites.log_abs_det_jacobian, num_init, num_steps, lr))[0]
 
     @property
-    def _x_shape(self) -> torch.Size:
+    def x_shape(self) -> torch.Size:
+        """Shape of one flat observation (see :meth:`~pyro_lfi.model.sites.ModelSites.flat_data`)."""
         return self.x_standardize.mean.shape
 
     # -- persistence ----------------------------------------------------------------------------
@@ -301,7 +270,7 @@ class NeuralPosterior(PyroModule):
     def save(self, path: str | os.PathLike) -> None:
         """Save the trained guide: its options, site layout and network weights (not the model,
         nor the code of a custom embedding net or estimator, which :meth:`load` takes again)."""
-        self._require_built()
+        self.require_built()
         torch.save(saved_state(self), path)
 
     @classmethod
@@ -325,56 +294,4 @@ class NeuralPosterior(PyroModule):
 
         :raises SiteError: with the differences (names, shapes, supports) if they are not.
         """
-        saved = read_saved(path, map_location)
-        if saved["custom_embedding"] and embedding_net is None:
-            raise ValueError("this guide was trained with a custom embedding net: pass embedding_net=")
-        if saved["estimator"] is None and estimator is None:
-            raise ValueError("this guide was trained with a custom estimator: pass estimator=")
-        guide = cls(
-            model,
-            saved["observed"],
-            estimator or saved["estimator"],
-            embedding_net,
-            saved["embedding_features"],
-            saved["standardize"],
-            saved.get("missing", "drop"),
-            **saved["estimator_kwargs"],
-        )
-        check_same_sites(path, saved["sites"], model, model_args, model_kwargs or {})
-        guide._create_networks(saved["sites"], torch.Size(saved["x_shape"]))
-        guide.load_state_dict(saved["state_dict"])
-        guide.correction = read_correction(saved)
-        guide.eval()
-        return guide
-
-
-def _all_invalid_message(simulations: Simulations) -> str:
-    first = next((m for m in simulations.message if m), "")
-    return (
-        f"no valid simulations to train on: all {len(simulations)} rows are invalid "
-        f"({simulations.summary()}); first error: {first or 'none recorded'}"
-    )
-
-
-class _PyroDistribution(dist.TorchDistribution):
-    """Lets any :class:`torch.distributions.Distribution` be used at a Pyro sample site."""
-
-    arg_constraints: dict = {}
-
-    def __init__(self, base: Distribution):
-        self.base = base
-        self.has_rsample = base.has_rsample
-        super().__init__(base.batch_shape, base.event_shape, validate_args=False)
-
-    @property
-    def support(self):
-        return self.base.support
-
-    def sample(self, sample_shape=torch.Size()):
-        return self.base.sample(sample_shape)
-
-    def rsample(self, sample_shape=torch.Size()):
-        return self.base.rsample(sample_shape)
-
-    def log_prob(self, value):
-        return self.base.log_prob(value)
+        return load_guide(cls, path, model, embedding_net, estimator, map_location, model_args, model_kwargs or {})

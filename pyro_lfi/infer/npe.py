@@ -10,7 +10,7 @@ import pyro.optim
 import torch
 
 from ..errors import shortened
-from ..guide.posterior import NeuralPosterior, _all_invalid_message
+from ..guide.posterior import NeuralPosterior
 from ..model.checks import check_simulated
 from ..seeding import seeded
 from ..simulation.campaign import simulate
@@ -224,10 +224,10 @@ def training_tensors(guide: NeuralPosterior, simulations: Simulations):
         :func:`~pyro_lfi.model.checks.check_simulated`).
     """
     _check_simulations(simulations)
-    sites = guide._require_built()
+    sites = guide.require_built()
     kept = guide.usable(simulations)
     if not kept.any():
-        raise ValueError(_all_invalid_message(simulations))
+        raise ValueError(simulations.nothing_to_train_on())
     check_simulated(sites, simulations.values, simulations.latent_names, kept)
     valid = simulations[kept]
     x = sites.flat_data({n: valid.values[n] for n in guide.observed})

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
-from ..errors import SiteError
+from ..errors import ObservationError, SiteError
 from ..seeding import preserved_rng
 from .observations import short_repr
 from .schema import SimulatorPlaceholders, read_schema
 from .sites import LatentSite, ModelSites, no_latents_message
 
-__all__ = ["check_simulated", "check_site_roles", "outside_support"]
+if TYPE_CHECKING:  # the model layer does not import the simulation layer
+    from ..simulation.simulations import Simulations
+
+__all__ = ["check_observed_sites", "check_simulated", "check_site_roles", "outside_support"]
 
 
 def check_site_roles(model, observed: Sequence[str], *args, **kwargs) -> None:
@@ -40,6 +44,29 @@ def check_site_roles(model, observed: Sequence[str], *args, **kwargs) -> None:
             )
     if not latent:
         raise SiteError(no_latents_message(observed, list(schema.sites)))
+
+
+def check_observed_sites(observed: Sequence[str], simulations: Simulations) -> None:
+    """Refuse ``observed`` names that are latent sites of ``simulations`` or not in them.
+
+    :raises SiteError: for a latent site named as observed.
+    :raises ObservationError: for a name the simulations do not hold.
+    """
+    latent = [n for n in observed if n in simulations.latent_names]
+    if latent:
+        raise SiteError(
+            f"observed={latent} names latent site(s) of the simulations (parameters drawn from the "
+            f"prior), not data sites; the data sites are {list(simulations.observed_names)}: pass "
+            f"NeuralPosterior(model, observed=...) one of those"
+        )
+    missing = [n for n in observed if n not in simulations.values]
+    if missing:
+        raise ObservationError(
+            f"observed site(s) {missing} are not in the simulations, which hold the data "
+            f"sites {list(simulations.observed_names)} and latent sites "
+            f"{list(simulations.latent_names)}: set NeuralPosterior(observed=...) to one of "
+            "the data sites"
+        )
 
 
 def check_simulated(

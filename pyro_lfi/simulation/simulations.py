@@ -112,6 +112,15 @@ class Simulations:
         counts = {s.name.lower(): int((self.status == s).sum()) for s in Status}
         return {name: count for name, count in counts.items() if count or name == "ok"}
 
+    def nothing_to_train_on(self) -> str:
+        """The message for simulations none of whose rows can be trained on: the counts per
+        status and the first error recorded."""
+        first = next((m for m in self.message if m), "")
+        return (
+            f"no valid simulations to train on: all {len(self)} rows are invalid "
+            f"({self.summary()}); first error: {first or 'none recorded'}"
+        )
+
     def __repr__(self) -> str:
         shapes = ", ".join(f"{n}: {tuple(v.shape[1:])}" for n, v in self.values.items())
         return f"Simulations({len(self)} rows, {self.num_valid} valid; {shapes})"

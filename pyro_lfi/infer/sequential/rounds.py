@@ -241,7 +241,7 @@ class SNPE:
             with seeded(self.config.seed):  # the networks' initial weights
                 self.guide.build(self.simulations, *args, **kwargs)
         self._observation = self.guide.observation(*args, **kwargs)
-        if self._observation.dim() != len(self.guide._x_shape):
+        if self._observation.dim() != len(self.guide.x_shape):
             raise ValueError("sequential methods focus on one observation, not a batch")
         self._prior = Prior(self.model, self.guide.sites, *args, **kwargs)
         uses_mixture = self.method == "snpe-a" or (self.method == "apt" and self.loss_choice != "atomic")
@@ -295,7 +295,7 @@ class SNPE:
             return None
         self._check_observation(args, kwargs)
         with torch.no_grad():
-            q = self.guide.condition(self._observation)
+            q = self.guide.conditional(self._observation)
         if self.method == "tsnpe":
             self.proposal_factors.append(None)
             return TruncatedPrior(self._prior, q, self.quantile, max_draws_per_sample=self.max_draws_per_sample)
