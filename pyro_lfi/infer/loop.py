@@ -42,64 +42,19 @@ def train_loop(
     :param history: filled in place if given (so that a caller keeps it when Ctrl-C propagates).
     """
     history = TrainingHistory() if history is None else history
-    n = len(data[0])
     generator = torch.Generator()
-    generator.manual_seed(
-        config.seed if config.seed is not None else int(torch.randint(2**62, ()).item())
-    )
-    order = torch.randperm(n, generator=generator)
-    num_val = max(1, int(round(config.validation_fraction * n))) if config.validation_fraction > 0 else 0
-    if n - num_val < 1:
-        raise ValueError(f"{n} rows are too few to train with a validation fraction of {config.validation_fraction}")
-    val_rows, train_rows = order[:num_val], order[num_val:]
-    train_data = [d[train_rows] for d in data]
-    val_data = [d[val_rows] for d in data]
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    batch_size = config.batch_size or min(512, max(64, len(train_rows) // 16))
-    max_norm = config.clip_grad_norm if config.clip_grad_norm is not None else math.inf
-
-    scheduler = None
-    if config.lr_decay < 1:
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, factor=config.lr_decay, patience=config.lr_patience, threshold=0.0
-        )
-    averaged = MovingAverage(module, config.ema) if config.ema else None
-    guard = _Recovery(module, optimizer, averaged, config, history)
+    generator.manual_seed(config.seed if config.seed is not None else int(torch.randint(2**62, ()).item()))
+    train_data, val_data = _split(data, config.validation_fraction, generator)
+    trainer = _Trainer(module, loss, optimizer, config, history)
+    batch_size = config.batch_size or min(512, max(64, len(train_data[0]) // 16))
     start = time.perf_counter()
     bar = tqdm(range(config.max_epochs), desc="train", unit="epoch", disable=not config.progress)
     epoch = 0
     try:
         for epoch in bar:
-            module.train()
-            total, count = 0.0, 0
-            for rows in torch.randperm(len(train_rows), generator=generator).split(batch_size):
-                batch_loss = loss(*(d[rows] for d in train_data))
-                value = batch_loss.item()
-                if not math.isfinite(value):
-                    guard.recover(epoch, "nonfinite_loss", f"batch loss {value}")
-                    continue
-                optimizer.zero_grad(set_to_none=True)
-                batch_loss.backward()
-                norm = float(nn.utils.clip_grad_norm_(params, max_norm))
-                if not math.isfinite(norm):
-                    guard.recover(epoch, "nonfinite_gradient", f"gradient norm {norm}")
-                    continue
-                optimizer.step()
-                if averaged is not None:
-                    averaged.update()
-                total += value * len(rows)
-                count += len(rows)
-            history.train_loss.append(total / count if count else math.nan)
-            with averaged.applied() if averaged is not None else contextlib.nullcontext():
-                val = _evaluate(module, loss, val_data) if num_val else history.train_loss[-1]
-                if math.isfinite(val) and val < history.best_validation_loss:
-                    history.best_validation_loss, history.best_epoch = val, epoch
-                    guard.best_state = copy.deepcopy(module.state_dict())
-            history.validation_loss.append(val)
-            if not math.isfinite(val):
-                guard.recover(epoch, "nonfinite_validation", f"validation loss {val}")
-            elif scheduler is not None:
-                scheduler.step(val)
+            order = torch.randperm(len(train_data[0]), generator=generator)
+            history.train_loss.append(trainer.train_epoch(epoch, [d[order] for d in train_data], batch_size))
+            val = trainer.validate(epoch, val_data)
             bar.set_postfix(train=f"{history.train_loss[-1]:.3f}", val=f"{val:.3f}")
             if epoch - history.best_epoch >= config.stop_after_epochs:
                 history.converged = True
@@ -108,14 +63,85 @@ def train_loop(
         pass
     except KeyboardInterrupt:
         history.interrupted = True
-        history.events.append(TrainingEvent(epoch, "interrupted", f"interrupted; {guard.restored_description()}"))
+        restored = trainer.guard.restored_description()
+        history.events.append(TrainingEvent(epoch, "interrupted", f"interrupted; {restored}"))
         raise
     finally:
         bar.close()
-        guard.restore_best()
+        trainer.guard.restore_best()
         module.eval()
         history.seconds = time.perf_counter() - start
     return history
+
+
+def _split(
+    data: Sequence[torch.Tensor], validation_fraction: float, generator: torch.Generator
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """``(train, validation)`` rows of ``data``, a random ``validation_fraction`` (one row at
+    least, if positive) held out."""
+    n = len(data[0])
+    order = torch.randperm(n, generator=generator)
+    num_val = max(1, int(round(validation_fraction * n))) if validation_fraction > 0 else 0
+    if n - num_val < 1:
+        raise ValueError(f"{n} rows are too few to train with a validation fraction of {validation_fraction}")
+    return [d[order[num_val:]] for d in data], [d[order[:num_val]] for d in data]
+
+
+class _Trainer:
+    """The steps of :func:`train_loop`: an epoch of clipped gradient steps that skips
+    non-finite values, and a validation that keeps the best weights and steps the schedule."""
+
+    def __init__(self, module: nn.Module, loss: Callable, optimizer, config: TrainingConfig, history: TrainingHistory):
+        self.module, self.loss, self.optimizer, self.history = module, loss, optimizer, history
+        self.params = [p for group in optimizer.param_groups for p in group["params"]]
+        self.max_norm = config.clip_grad_norm if config.clip_grad_norm is not None else math.inf
+        self.scheduler = None
+        if config.lr_decay < 1:
+            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, factor=config.lr_decay, patience=config.lr_patience, threshold=0.0
+            )
+        self.averaged = MovingAverage(module, config.ema) if config.ema else None
+        self.guard = _Recovery(module, optimizer, self.averaged, config, history)
+
+    def train_epoch(self, epoch: int, data: Sequence[torch.Tensor], batch_size: int) -> float:
+        """One pass over ``data`` (shuffled) in mini-batches; the mean loss of the steps taken."""
+        self.module.train()
+        total, count = 0.0, 0
+        for start in range(0, len(data[0]), batch_size):
+            batch = [d[start : start + batch_size] for d in data]
+            batch_loss = self.loss(*batch)
+            value = batch_loss.item()
+            if not math.isfinite(value):
+                self.guard.recover(epoch, "nonfinite_loss", f"batch loss {value}")
+                continue
+            self.optimizer.zero_grad(set_to_none=True)
+            batch_loss.backward()
+            norm = float(nn.utils.clip_grad_norm_(self.params, self.max_norm))
+            if not math.isfinite(norm):
+                self.guard.recover(epoch, "nonfinite_gradient", f"gradient norm {norm}")
+                continue
+            self.optimizer.step()
+            if self.averaged is not None:
+                self.averaged.update()
+            total += value * len(batch[0])
+            count += len(batch[0])
+        return total / count if count else math.nan
+
+    def validate(self, epoch: int, data: Sequence[torch.Tensor]) -> float:
+        """The validation loss (the training loss without a validation set), with the averaged
+        weights if any; keeps the best weights and steps the learning-rate schedule."""
+        history = self.history
+        with self.averaged.applied() if self.averaged is not None else contextlib.nullcontext():
+            val = _evaluate(self.module, self.loss, data) if len(data[0]) else history.train_loss[-1]
+            if math.isfinite(val) and val < history.best_validation_loss:
+                history.best_validation_loss, history.best_epoch = val, epoch
+                self.guard.best_state = copy.deepcopy(self.module.state_dict())
+        history.validation_loss.append(val)
+        if not math.isfinite(val):
+            self.guard.recover(epoch, "nonfinite_validation", f"validation loss {val}")
+        elif self.scheduler is not None:
+            self.scheduler.step(val)
+        return val
 
 
 class _GaveUp(Exception):
