@@ -24,7 +24,7 @@ import torch
 from scipy import stats
 
 from ..guide.posterior import NeuralPosterior
-from .draws import CalibrationDraws, calibration_draws
+from .draws import CalibrationDraws, CalibrationOptions, calibration_draws
 
 __all__ = ["CoverageResult", "expected_coverage", "tarp"]
 
@@ -95,27 +95,18 @@ def expected_coverage(
     guide: NeuralPosterior,
     model: Callable,
     *args,
-    num_simulations: int = 1000,
-    num_posterior_samples: int = 200,
     levels=None,
-    seed: int | None = 0,
-    batch_size: int = 1000,
+    options: CalibrationOptions | None = None,
     **kwargs,
 ) -> CoverageResult:
     """Coverage of the guide's highest-density credible regions over prior-predictive simulations
     of ``model(*args, **kwargs)``, at ``levels`` (default 0, 0.05, ..., 1). Densities are those of
-    the constrained parameters, as :meth:`NeuralPosterior.log_prob` gives them."""
-    draws = calibration_draws(
-        guide,
-        model,
-        *args,
-        num_simulations=num_simulations,
-        num_posterior_samples=num_posterior_samples,
-        seed=seed,
-        batch_size=batch_size,
-        log_prob=True,
-        **kwargs,
-    )
+    the constrained parameters, as :meth:`NeuralPosterior.log_prob` gives them.
+
+    :param options: the draws to take (:class:`~pyro_lfi.diagnostics.CalibrationOptions`; its fields,
+        e.g. ``num_simulations``, may be given as keywords instead); other keywords go to the model.
+    """
+    draws = calibration_draws(guide, model, *args, options=options, log_prob=True, **kwargs)
     credibility = (draws.log_q_draws > draws.log_q_truth.unsqueeze(0)).double().mean(0)
     return _result(credibility, levels, "hpd")
 
@@ -143,25 +134,17 @@ def tarp(
     guide: NeuralPosterior,
     model: Callable,
     *args,
-    num_simulations: int = 1000,
-    num_posterior_samples: int = 200,
     levels=None,
-    seed: int | None = 0,
-    batch_size: int = 1000,
+    options: CalibrationOptions | None = None,
     **kwargs,
 ) -> CoverageResult:
     """Tests of Accuracy with Random Points (Lemos et al. 2023): expected coverage of balls
     around random reference points, from posterior samples alone, over prior-predictive
     simulations of ``model(*args, **kwargs)``. Coverage equal to the level for every level is
-    necessary and sufficient for a calibrated posterior (given the random references)."""
-    draws = calibration_draws(
-        guide,
-        model,
-        *args,
-        num_simulations=num_simulations,
-        num_posterior_samples=num_posterior_samples,
-        seed=seed,
-        batch_size=batch_size,
-        **kwargs,
-    )
-    return _result(tarp_credibility(draws, seed), levels, "tarp")
+    necessary and sufficient for a calibrated posterior (given the random references).
+
+    :param options: the draws to take (:class:`~pyro_lfi.diagnostics.CalibrationOptions`; its fields,
+        e.g. ``num_simulations``, may be given as keywords instead); other keywords go to the model.
+    """
+    draws = calibration_draws(guide, model, *args, options=options, **kwargs)
+    return _result(tarp_credibility(draws, draws.options.seed), levels, "tarp")

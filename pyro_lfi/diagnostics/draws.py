@@ -14,9 +14,35 @@ from dataclasses import dataclass
 import torch
 
 from ..guide.posterior import NeuralPosterior
+from ..options import split_options
 from ..simulation.campaign import simulate
 
-__all__ = ["CalibrationDraws", "calibration_draws"]
+__all__ = ["CalibrationDraws", "CalibrationOptions", "calibration_draws"]
+
+
+@dataclass(frozen=True)
+class CalibrationOptions:
+    """How many draws calibration checks take, and how (one object, or its fields as keywords
+    of :func:`calibration_draws`, :func:`~pyro_lfi.diagnostics.sbc`,
+    :func:`~pyro_lfi.diagnostics.expected_coverage` and :func:`~pyro_lfi.diagnostics.tarp`).
+
+    :ivar num_simulations: prior-predictive simulations :math:`N`.
+    :ivar num_posterior_samples: draws :math:`L` from the guide per simulation.
+    :ivar seed: seeds the simulations and the draws (the global RNG state is left untouched).
+    :ivar batch_size: observations per call of the guide.
+    """
+
+    num_simulations: int = 1000
+    num_posterior_samples: int = 200
+    seed: int | None = 0
+    batch_size: int = 1000
+
+    def __post_init__(self):
+        if self.num_simulations < 1 or self.num_posterior_samples < 1:
+            raise ValueError(
+                f"num_simulations and num_posterior_samples must be positive, got {self.num_simulations} "
+                f"and {self.num_posterior_samples}"
+            )
 
 
 @dataclass
@@ -28,6 +54,7 @@ class CalibrationDraws:
     draws: dict[str, torch.Tensor]
     log_q_truth: torch.Tensor | None = None
     log_q_draws: torch.Tensor | None = None
+    options: CalibrationOptions = CalibrationOptions()  #: how they were drawn
 
     @property
     def num_simulations(self) -> int:
@@ -43,25 +70,26 @@ def calibration_draws(
     guide: NeuralPosterior,
     model: Callable,
     *args,
-    num_simulations: int,
-    num_posterior_samples: int,
-    seed: int | None = 0,
-    batch_size: int = 1000,
+    options: CalibrationOptions | None = None,
     log_prob: bool = False,
+    model_kwargs: dict | None = None,
     **kwargs,
 ) -> CalibrationDraws:
-    """Simulate ``num_simulations`` rows of ``model(*args, **kwargs)`` from the prior (seeded by
-    ``seed``) and draw ``num_posterior_samples`` from ``guide`` at each valid row's observation,
-    ``batch_size`` observations per call. Invalid simulations are left out. The global RNG state is
-    left untouched."""
-    if num_simulations < 1 or num_posterior_samples < 1:
-        raise ValueError(
-            f"num_simulations and num_posterior_samples must be positive, got {num_simulations} "
-            f"and {num_posterior_samples}"
-        )
+    """Simulate ``num_simulations`` rows of ``model(*args, **kwargs)`` from the prior and draw
+    ``num_posterior_samples`` from ``guide`` at each valid row's observation (see
+    :class:`CalibrationOptions`, whose fields may also be given as keywords). Invalid
+    simulations are left out. The global RNG state is left untouched.
+
+    :param log_prob: also compute the guide's log densities of the truths and of the draws.
+    :param model_kwargs: the model's keyword arguments, for one whose name is an option's.
+    """
+    options, kwargs = split_options(CalibrationOptions, options, kwargs, model_kwargs)
+    num_simulations, num_posterior_samples, seed, batch_size = (
+        options.num_simulations, options.num_posterior_samples, options.seed, options.batch_size
+    )
     sites = guide.require_built()
     sims = simulate(
-        model, num_simulations, *args, seed=seed, observed=guide.observed, progress=False, **kwargs
+        model, num_simulations, *args, seed=seed, observed=guide.observed, progress=False, model_kwargs=kwargs
     )
     if sims.num_valid == 0:
         raise ValueError(f"no valid simulations among {num_simulations}: {sims.summary()}")
@@ -83,5 +111,5 @@ def calibration_draws(
     draws = sites.to_constrained(torch.cat(zs, dim=1))[0]
     truth = {n: sims.values[n] for n in sites.latent_names}
     if not log_prob:
-        return CalibrationDraws(truth, draws)
-    return CalibrationDraws(truth, draws, torch.cat(log_q_truth), torch.cat(log_q_draws, dim=1))
+        return CalibrationDraws(truth, draws, options=options)
+    return CalibrationDraws(truth, draws, torch.cat(log_q_truth), torch.cat(log_q_draws, dim=1), options)

@@ -20,7 +20,7 @@ import numpy as np
 from scipy import stats
 
 from ..guide.posterior import NeuralPosterior
-from .draws import calibration_draws
+from .draws import CalibrationOptions, calibration_draws
 
 __all__ = ["SBCResult", "sbc"]
 
@@ -110,12 +110,9 @@ def sbc(
     guide: NeuralPosterior,
     model: Callable,
     *args,
-    num_simulations: int = 1000,
-    num_posterior_samples: int = 100,
     test: Literal["ks", "chi2"] = "ks",
     num_bins: int | None = None,
-    seed: int | None = 0,
-    batch_size: int = 1000,
+    options: CalibrationOptions | None = None,
     **kwargs,
 ) -> SBCResult:
     r"""Simulation-based calibration of an amortized guide, without retraining.
@@ -126,20 +123,16 @@ def sbc(
     the randomized PIT: ``"ks"`` (Kolmogorov-Smirnov against :math:`U(0,1)`) or ``"chi2"``
     (Pearson's test on ``num_bins`` equal bins, default :math:`\min(20, N/5)`).
 
+    :param options: the draws to take (:class:`~pyro_lfi.diagnostics.CalibrationOptions`, with 100
+        draws per simulation by default; its fields, e.g. ``num_simulations``, may be given as
+        keywords instead); other keywords go to the model.
     :returns: an :class:`SBCResult` (``.ranks``, ``.pvalues``, ``.passed()``, ``.plot()``).
     """
     if test not in ("ks", "chi2"):
         raise ValueError(f"test must be 'ks' or 'chi2', got {test!r}")
-    draws = calibration_draws(
-        guide,
-        model,
-        *args,
-        num_simulations=num_simulations,
-        num_posterior_samples=num_posterior_samples,
-        seed=seed,
-        batch_size=batch_size,
-        **kwargs,
-    )
+    options = options or CalibrationOptions(num_posterior_samples=100)
+    draws = calibration_draws(guide, model, *args, options=options, **kwargs)
+    seed = draws.options.seed
     n, num_draws = draws.num_simulations, draws.num_posterior_samples
     bins = num_bins or max(2, min(20, n // 5))
     rng = np.random.default_rng(seed)

@@ -12,9 +12,10 @@ import torch
 from ..errors import shortened
 from ..guide.posterior import NeuralPosterior
 from ..model.checks import check_simulated
+from ..options import split_options
 from ..seeding import seeded
 from ..simulation.campaign import simulate
-from ..simulation.options import SimulationOptions, split_model_kwargs
+from ..simulation.options import SimulationOptions
 from ..simulation.simulations import Simulations
 from .loop import TrainingConfig, TrainingHistory, train_loop
 from .losses import npe_loss
@@ -198,8 +199,8 @@ class NPE:
 
         :returns: the simulations (so that nothing simulated is lost).
         """
-        options, kwargs = split_model_kwargs(options or SimulationOptions(progress=self.config.progress), kwargs,
-                                             model_kwargs)
+        default = SimulationOptions(progress=self.config.progress)
+        options, kwargs = split_options(SimulationOptions, options or default, kwargs, model_kwargs)
         sims = simulate(self.model, num_simulations, *args, seed=seed, options=options, model_kwargs=kwargs)
         self.train(sims, model_args=args, model_kwargs=kwargs)
         return sims

@@ -14,9 +14,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..options import split_options
 from ..seeding import derived_seed
 from .executors import map_unordered, recovery_executor, resolve_executor
-from .options import SimulationOptions, split_model_kwargs
+from .options import SimulationOptions
 from .plan import BatchPlan
 from .simulations import Simulations
 from .store import SimulationStore
@@ -73,7 +74,7 @@ def simulate(
     :param model_kwargs: keyword arguments of the model, for one whose name is an option's.
     :param kwargs: the model's keyword arguments, and option shorthands.
     """
-    options, kwargs = split_model_kwargs(options, kwargs, model_kwargs)
+    options, kwargs = split_options(SimulationOptions, options, kwargs, model_kwargs)
     if num_simulations < 1:
         raise ValueError(f"num_simulations must be positive, got {num_simulations}")
     seed = _campaign_seed(seed, options.store)

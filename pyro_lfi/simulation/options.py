@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SimulationOptions", "split_model_kwargs"]
+__all__ = ["SimulationOptions"]
 
 
 @dataclass(frozen=True)
@@ -71,22 +70,3 @@ class SimulationOptions:
 
     def updated(self, **changes) -> SimulationOptions:
         return dataclasses.replace(self, **changes)
-
-    @classmethod
-    def names(cls) -> frozenset[str]:
-        return frozenset(f.name for f in dataclasses.fields(cls))
-
-
-def split_model_kwargs(
-    options: SimulationOptions | None, kwargs: Mapping[str, Any], model_kwargs: Mapping[str, Any] | None = None
-) -> tuple[SimulationOptions, dict[str, Any]]:
-    """``(options, model keyword arguments)`` from a call's keywords: those named like a
-    :class:`SimulationOptions` field update ``options``, the rest and ``model_kwargs`` go to the
-    model (``model_kwargs`` passes a model argument whose name is an option's, e.g. ``store``)."""
-    names = SimulationOptions.names()
-    shorthands = {k: v for k, v in kwargs.items() if k in names}
-    rest = {k: v for k, v in kwargs.items() if k not in names}
-    if not isinstance(options, SimulationOptions | None):
-        raise TypeError(f"options must be a pyro_lfi.SimulationOptions, got {type(options).__name__}")
-    options = (options or SimulationOptions()).updated(**shorthands)
-    return options, {**rest, **(model_kwargs or {})}
