@@ -50,14 +50,8 @@ class _GuideConverter:
     def posterior_predictive(self) -> dict[str, np.ndarray]:
         """Fresh simulations at every posterior draw (failed simulations are NaN rows)."""
         sims = simulate(
-            self.guide.model,
-            len(self.log_q),
-            *self.args,
-            seed=self.seed,
-            observed=self.guide.observed,
-            parameters=self.draws,
-            progress=False,
-            **self.kwargs,
+            self.guide.model, len(self.log_q), *self.args, seed=self.seed, observed=self.guide.observed,
+            parameters=self.draws, progress=False, model_kwargs=self.kwargs,
         )
         return _numpy(sims.data)
 
@@ -76,6 +70,7 @@ def to_inference_data(
     coords: dict | None = None,
     dims: dict | None = None,
     seed: int | None = None,
+    model_kwargs: dict | None = None,
     **kwargs,
 ) -> az.InferenceData:
     """The posterior of ``guide`` at the observation ``model(*args, **kwargs)`` receives, as
@@ -89,8 +84,10 @@ def to_inference_data(
     :param coords: coordinates, as in :func:`arviz.from_dict`.
     :param dims: dims of each variable, as in :func:`arviz.from_dict`.
     :param seed: seed of the draws (and of the predictive simulations).
+    :param model_kwargs: the model's keyword arguments (also given as keywords of their own),
+        for one named like a parameter of this function (e.g. ``prior`` or ``seed``).
     """
-    converter = _GuideConverter(guide, num_samples, seed, args, kwargs)
+    converter = _GuideConverter(guide, num_samples, seed, args, {**kwargs, **(model_kwargs or {})})
     groups = {
         "posterior": converter.posterior(),
         "sample_stats": converter.sample_stats(),

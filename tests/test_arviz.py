@@ -1,6 +1,8 @@
 import arviz as az
 import matplotlib.pyplot as plt
 import numpy as np
+import pyro
+import pyro.distributions as dist
 import pytest
 import torch
 
@@ -67,3 +69,16 @@ def test_batch_of_observations_is_refused(trained):
     guide, _ = trained
     with pytest.raises(lfi.ObservationError, match="one observation"):
         lfi.to_inference_data(guide, x=torch.stack([X_O, X_O]))
+
+
+def test_a_model_argument_named_like_an_export_option_goes_through_model_kwargs():
+    def model(x=None, prior=1.0):
+        theta = pyro.sample("theta", dist.Normal(0.0, prior))
+        return pyro.sample("x", lfi.Simulator(lambda t: t + 0.1 * torch.randn_like(t), theta), obs=x)
+
+    guide = lfi.NeuralPosterior(model, estimator="mdn", components=1)
+    lfi.NPE(model, guide, progress=False, max_epochs=2, seed=0).train(lfi.simulate(model, 200, seed=0, progress=False))
+    idata = lfi.to_inference_data(guide, num_samples=20, posterior_predictive=True, seed=0,
+                                  model_kwargs={"x": torch.tensor(0.5), "prior": 2.0})
+    assert idata.posterior["theta"].shape == (1, 20)
+    assert idata.posterior_predictive["x"].shape == (1, 20) and "prior" not in idata.groups()

@@ -6,10 +6,9 @@ import time
 from collections.abc import Callable
 
 import arviz as az
-import pyro
 from pyro.infer import MCMC, NUTS
-from pyro.util import get_rng_state, set_rng_state
 
+from ..seeding import preserved_rng, seeded
 from .tractable import Likelihood, tractable
 
 __all__ = ["mcmc"]
@@ -41,10 +40,7 @@ def mcmc(
     :param kernel_kwargs: passed to :class:`pyro.infer.NUTS` (e.g. ``target_accept_prob``).
     """
     runnable = model if likelihood is None else tractable(model, likelihood)
-    state = get_rng_state()
-    try:
-        if seed is not None:
-            pyro.set_rng_seed(seed)
+    with seeded(seed) if seed is not None else preserved_rng():
         sampler = MCMC(
             NUTS(runnable, **(kernel_kwargs or {})),
             num_samples=num_samples,
@@ -56,7 +52,5 @@ def mcmc(
         sampler.run(*args, **kwargs)
         elapsed = time.perf_counter() - start
         idata = az.from_pyro(sampler)
-    finally:
-        set_rng_state(state)
     idata.posterior.attrs["sampling_time"] = elapsed
     return idata

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from pyro_lfi.benchmark.tasks import Task
+from pyro_lfi.seeding import seeded
 
 __all__ = ["run_sbi_npe", "run_sbi_sequential"]
 
@@ -65,8 +66,7 @@ def run_sbi_npe(
     """
     npe_class = _sbi_npe_class()
     x_o = _x_o(task, x_o)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         theta = task.prior.sample((num_simulations,))
         x = task.simulator(theta)
         inference = npe_class(
@@ -105,8 +105,7 @@ def run_sbi_sequential(
         raise ValueError(f"num_rounds must be at least 1, got {num_rounds}")
     npe_class = _sbi_npe_class()
     x_o = _x_o(task, x_o)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         wall_start = time.perf_counter()
         inference = npe_class(
             prior=task.prior, density_estimator=estimator, show_progress_bars=False, summary_writer=_log_writer()

@@ -27,6 +27,8 @@ import pyro.distributions as dist
 import torch
 from torch import Tensor
 
+from ..seeding import seeded
+
 __all__ = [
     "TASKS",
     "Task",
@@ -91,8 +93,7 @@ class Task:
         CPUs (vectorized math kernels): compare it with others within rounding, never exactly.
         """
         theta = self.true_parameter(index).float()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.observation_seed(index))
+        with seeded(self.observation_seed(index)):
             x = self.simulator(theta)
         return x.detach().to(torch.get_default_dtype())
 
@@ -123,8 +124,7 @@ class Task:
     def _reference(self, x_o: Tensor, num_samples: int, seed: int, index: int | None) -> Tensor:
         if num_samples < 1:
             raise ValueError(f"num_samples must be positive, got {num_samples}")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded(seed):
             return self.reference_sampler(self, x_o, num_samples, seed, index)
 
 

@@ -15,6 +15,7 @@ import torch
 
 from ..guide.posterior import NeuralPosterior
 from ..options import split_options
+from ..seeding import preserved_rng, seeded
 from ..simulation.campaign import simulate
 
 __all__ = ["CalibrationDraws", "CalibrationOptions", "calibration_draws"]
@@ -97,9 +98,7 @@ def calibration_draws(
     x = sites.flat_data({n: sims.values[n] for n in guide.observed})
     z_true = sites.to_unconstrained(sims.latents)
     zs, log_q_truth, log_q_draws = [], [], []
-    with torch.random.fork_rng():
-        if seed is not None:
-            torch.manual_seed(seed)
+    with preserved_rng(), seeded(seed):
         for start in range(0, len(x), batch_size):
             q = guide.conditional(x[start : start + batch_size])
             z = q.sample((num_posterior_samples,))
