@@ -1,5 +1,22 @@
 """A simulation campaign: the model run forward in batches, each under a seed derived from the
-campaign seed, here, on threads or on workers, optionally streamed to a resumable store."""
+campaign seed, here, on threads or on workers, optionally streamed to a resumable store.
+
+The model runs vectorized under a :class:`pyro.plate` of ``batch_size`` rows at a time, with its
+observed sites un-conditioned, so every latent site is drawn from the prior and every data site
+from the simulator; ``pyro.deterministic`` sites are recorded too. A batch whose simulator raises
+is re-run row by row so that only the failing rows are lost; those rows, rows with NaN or inf
+outputs and rows that ran past ``timeout`` are kept with their parameters and marked invalid (see
+:class:`~pyro_lfi.simulation.simulations.Status` and :meth:`~pyro_lfi.Simulations.summary`).
+
+Batch ``c`` (rows ``c * batch_size`` onwards) runs under its own seed derived from ``(seed, c)``,
+and the default batch size depends only on the model and ``num_simulations``: the same seed
+gives the same simulations in this process, on any executor and number of workers, with or
+without ``timeout``, ``isolate`` or a store, and the global RNG state is left untouched.
+
+Before the campaign the model runs once to read its sites; a simulator whose output shape is
+declared (``Simulator(..., event_shape=...)``) is not called for that, and an undeclared one is
+tried at other parameters until one simulation succeeds (see :mod:`pyro_lfi.simulation.trial`).
+"""
 
 from __future__ import annotations
 
@@ -36,26 +53,8 @@ def simulate(
     model_kwargs: dict | None = None,
     **kwargs,
 ) -> Simulations:
-    """Simulate ``model(*args, **kwargs)`` ``num_simulations`` times.
-
-    The model runs vectorized under a :class:`pyro.plate` of ``batch_size`` rows at a time, with
-    its observed sites un-conditioned, so every latent site is drawn from the prior and every
-    data site from the simulator; ``pyro.deterministic`` sites are recorded too. A batch whose
-    simulator raises is re-run row by row so that only the failing rows are lost; those rows,
-    rows with NaN or inf outputs and rows that ran past ``timeout`` are kept with their
-    parameters and marked invalid (see :class:`~pyro_lfi.simulation.simulations.Status` and
-    :meth:`~pyro_lfi.Simulations.summary`).
-
-    Batch ``c`` (rows ``c * batch_size`` onwards) runs under its own seed derived from
-    ``(seed, c)``, and the default batch size depends only on the model and
-    ``num_simulations``: the same seed gives the same simulations in this process, on any
-    executor and number of workers, with or without ``timeout``, ``isolate`` or a store, and
-    the global RNG state is left untouched.
-
-    Before the campaign the model runs once to read its sites; a simulator whose output shape
-    is declared (``Simulator(..., event_shape=...)``) is not called for that, and an undeclared
-    one is tried at other parameters until one simulation succeeds (see
-    :mod:`pyro_lfi.simulation.trial`).
+    """Simulate ``model(*args, **kwargs)`` ``num_simulations`` times, in seeded batches that
+    keep failing rows (see the module docs for how a campaign runs and what it guarantees).
 
     :param model: a Pyro model whose data sites are :class:`~pyro_lfi.Simulator` sites.
     :param num_simulations: number of rows.
