@@ -29,6 +29,7 @@ def check_estimator_spec(spec: EstimatorSpec) -> None:
 
 def make_estimator(spec: EstimatorSpec, features: int, context: int, kwargs: dict) -> ConditionalDensityEstimator:
     """The estimator of ``features``-dimensional ``z`` given ``context`` features."""
+    check_estimator_spec(spec)
     estimator = (ESTIMATORS[spec] if isinstance(spec, str) else spec)(features, context, **kwargs)
     if not isinstance(estimator, ConditionalDensityEstimator):
         raise TypeError("the estimator callable must return a ConditionalDensityEstimator")
