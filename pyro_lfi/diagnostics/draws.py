@@ -3,7 +3,7 @@ r"""Posterior draws for many prior-predictive simulations at once (what calibrat
 For :math:`(\theta_i, x_i) \sim p(\theta)\,p(x \mid \theta)`, :math:`i = 1..N`, the amortized guide
 gives :math:`L` draws :math:`\theta_{ij} \sim q(\theta \mid x_i)` in one batched call, and
 optionally the log densities :math:`\log q(\theta_i \mid x_i)` and :math:`\log q(\theta_{ij} \mid x_i)`.
-No retraining: amortization makes this one forward pass per chunk of observations.
+No retraining: amortization makes this one forward pass per batch of observations.
 """
 
 from __future__ import annotations

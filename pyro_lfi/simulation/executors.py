@@ -1,4 +1,4 @@
-"""Where the chunks of a campaign run: in this process or on any ``concurrent.futures.Executor``.
+"""Where the batches of a campaign run: in this process or on any ``concurrent.futures.Executor``.
 
 Functions travel to workers as cloudpickle bytes, so models and simulators defined in
 ``__main__``, closures and lambdas work on process pools and dask alike.

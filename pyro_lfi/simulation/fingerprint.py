@@ -1,7 +1,7 @@
 """What determines the rows of a campaign, written as JSON and compared across machines.
 
 A store on disk must only be resumed by the campaign that made it. Besides the seed and the
-chunking, a row depends on the model's sites (names, shapes, supports), the prior's parameters,
+batching, a row depends on the model's sites (names, shapes, supports), the prior's parameters,
 the code of the model and of each simulator, and the model's arguments. :func:`describe` turns
 these into JSON; :func:`differences` compares two descriptions. Floats are compared with a
 relative tolerance, never bit for bit, so a store written on one CPU resumes on another, and

@@ -6,11 +6,13 @@ Layout of a store directory::
     campaign.lock          held by the one process running the campaign
     chunk-000000000.nc     rows of batch 0 (xarray Dataset, see Simulations.to_xarray)
     chunk-000000001.nc     ...
-    quarantine/            chunk files that could not be read back, kept for inspection
+    quarantine/            batch files that could not be read back, kept for inspection
+
+(Batch files are named ``chunk-*`` since the first stores; the name stays so they resume.)
 
 The guarantees:
 
-* **Atomic batches.** A chunk file is written under a temporary name, flushed to disk and
+* **Atomic batches.** A batch file is written under a temporary name, flushed to disk and
   renamed: a file with the final name is complete, so a campaign killed at any moment loses at
   most the batches that were running.
 * **The same campaign, or none.** ``campaign.json`` records the seed, the batching and the sites
@@ -21,7 +23,7 @@ The guarantees:
   ``force=True`` says the change does not alter the rows.
 * **One process at a time.** The lock names the process that holds it; a lock left by a
   process that died is taken over.
-* **Damage is repaired.** A chunk that cannot be read back (truncated, corrupted) is moved to
+* **Damage is repaired.** A batch file that cannot be read back (truncated, corrupted) is moved to
   ``quarantine/`` and its batch simulated again: every batch's seed is derived from the
   campaign seed, so the campaign ends with the same rows.
 
