@@ -53,11 +53,11 @@ except ImportError:  # pragma: no cover - Windows
 
 __all__ = ["CampaignMismatchError", "SimulationStore", "StoreInUseError"]
 
-_CHUNK = re.compile(r"^chunk-(\d{9})\.nc$")
+_BATCH_FILE = re.compile(r"^chunk-(\d{9})\.nc$")
 
 
 class SimulationStore:
-    """The chunk files of one campaign in the directory ``path``; a context manager that holds
+    """The batch files of one campaign in the directory ``path``; a context manager that holds
     the store's lock while it is open.
 
     :param path: the store directory (created if missing).
@@ -101,24 +101,24 @@ class SimulationStore:
 
     def completed(self) -> list[int]:
         """Indices of the batches already on disk."""
-        return sorted(int(m.group(1)) for f in os.listdir(self.path) if (m := _CHUNK.match(f)))
+        return sorted(int(m.group(1)) for f in os.listdir(self.path) if (m := _BATCH_FILE.match(f)))
 
-    def chunk_path(self, chunk: int) -> Path:
-        return self.path / f"chunk-{chunk:09d}.nc"
+    def batch_path(self, batch: int) -> Path:
+        return self.path / f"chunk-{batch:09d}.nc"
 
-    def write(self, chunk: int, sims: Simulations) -> None:
-        """Write the rows of batch ``chunk`` atomically."""
-        self._write_atomic(self.chunk_path(chunk), lambda p: sims.to_xarray().to_netcdf(p))
+    def write(self, batch: int, sims: Simulations) -> None:
+        """Write the rows of a batch atomically."""
+        self._write_atomic(self.batch_path(batch), lambda p: sims.to_xarray().to_netcdf(p))
 
-    def read(self, chunk: int) -> Simulations:
-        return Simulations.load(self.chunk_path(chunk))
+    def read(self, batch: int) -> Simulations:
+        return Simulations.load(self.batch_path(batch))
 
-    def quarantine(self, chunk: int) -> Path:
-        """Move batch ``chunk``'s file out of the store (to be simulated again); its new path."""
+    def quarantine(self, batch: int) -> Path:
+        """Move a batch's file out of the store (to be simulated again); its new path."""
         folder = self.path / self.QUARANTINE
         folder.mkdir(exist_ok=True)
-        target = folder / f"{self.chunk_path(chunk).name}.{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-        os.replace(self.chunk_path(chunk), target)
+        target = folder / f"{self.batch_path(batch).name}.{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        os.replace(self.batch_path(batch), target)
         return target
 
     # -- the manifest ---------------------------------------------------------------------------
@@ -131,7 +131,7 @@ class SimulationStore:
         if "campaign" not in stored:
             raise CampaignMismatchError(
                 f"the store {str(self.path)!r} was written by an older version of pyro_lfi without a campaign "
-                "fingerprint: load its chunks with xarray, or give a new store path"
+                "fingerprint: load its batch files with xarray, or give a new store path"
             )
         hard = differences(stored["campaign"], self.manifest["campaign"])
         if hard:
