@@ -12,6 +12,8 @@ import torch
 from pyro.distributions import MixtureSameFamily
 from torch.distributions import Distribution
 
+from ...guide.posterior import NeuralPosterior
+from ...model.prior import Prior
 from ..losses import npe_loss
 from .method import RoundLoss, SequentialMethod, unrestricted_only
 from .mixtures import is_gaussian_mixture, log_mixture_overlap
@@ -108,7 +110,7 @@ class APT(SequentialMethod):
     def needs_mixture_density(self) -> bool:
         return self.loss == "mixture"
 
-    def start(self, guide, prior, observation: torch.Tensor) -> None:
+    def start(self, guide: NeuralPosterior, prior: Prior, observation: torch.Tensor) -> None:
         super().start(guide, prior, observation)
         with torch.no_grad():
             self.mixture = self.loss != "atomic" and is_gaussian_mixture(guide.estimate(observation))

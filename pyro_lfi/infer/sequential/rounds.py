@@ -195,7 +195,7 @@ class SNPE:
             )
         return self.simulations
 
-    def _round(self, seed: int, n: int, args, kwargs, final: bool, simulation: dict) -> None:
+    def _round(self, seed: int, n: int, args: tuple, kwargs: dict, final: bool, simulation: dict) -> None:
         t = len(self.round_states)
         round_seed = derived_seed(seed, t)
         start = time.perf_counter()
@@ -219,7 +219,9 @@ class SNPE:
             raise
         self._record(t, proposal, sims, simulate_seconds, history, round_loss, final)
 
-    def _simulate(self, t: int, proposal: Proposal | None, n: int, seed: int, args, kwargs, options: dict):
+    def _simulate(
+        self, t: int, proposal: Proposal | None, n: int, seed: int, args: tuple, kwargs: dict, options: dict
+    ) -> Simulations:
         """Round ``t``'s simulations, from ``proposal`` (the prior for ``None``), added to all so far."""
         parameters = None
         if proposal is not None:
@@ -233,7 +235,10 @@ class SNPE:
         self.simulations = sims if self.simulations is None else self.simulations + sims
         return sims
 
-    def _record(self, t, proposal, sims, simulate_seconds, history: TrainingHistory, round_loss, final) -> None:
+    def _record(
+        self, t: int, proposal: Proposal | None, sims: Simulations, simulate_seconds: float, history: TrainingHistory,
+        round_loss: RoundLoss | None, final: bool,
+    ) -> None:
         if history.best_epoch >= 0:  # the round kept trained weights
             self.method.correct(t, final)
         n = len(sims)
@@ -244,7 +249,7 @@ class SNPE:
         )
         self.round_states.append(Round(record, history, proposal))
 
-    def _start(self, args, kwargs) -> None:
+    def _start(self, args: tuple, kwargs: dict) -> None:
         """After the first simulations: build the guide, read the observation and the prior, and
         let the method check them."""
         if not self.guide.is_built:
@@ -255,7 +260,7 @@ class SNPE:
             raise ValueError("sequential methods focus on one observation, not a batch")
         self.method.start(self.guide, Prior(self.model, self.guide.sites, *args, **kwargs), self.observation)
 
-    def _check_observation(self, args, kwargs) -> None:
+    def _check_observation(self, args: tuple, kwargs: dict) -> None:
         x_o = self.guide.observation(*args, **kwargs)
         scale = float(self.observation.nan_to_num(0.0, 0.0, 0.0).abs().max()) if self.observation.numel() else 0.0
         same = x_o.shape == self.observation.shape and torch.allclose(  # regenerated floats: a tolerance

@@ -18,6 +18,8 @@ import torch
 from pyro.distributions import MixtureSameFamily, MultivariateNormal
 from torch.distributions import Distribution
 
+from ...guide.posterior import NeuralPosterior
+from ...model.prior import Prior
 from ...nn import MixtureDensityNetwork
 from ...simulation.simulations import Simulations
 from ..loop import TrainingConfig
@@ -68,7 +70,7 @@ class SNPEA(SequentialMethod):
     def needs_mixture_density(self) -> bool:
         return True
 
-    def start(self, guide, prior, observation: torch.Tensor) -> None:
+    def start(self, guide: NeuralPosterior, prior: Prior, observation: torch.Tensor) -> None:
         super().start(guide, prior, observation)
         prior.mode()  # fails early, naming the site, where the prior is unsupported
         estimator = guide.estimator
