@@ -9,8 +9,8 @@ import torch
 
 import pyro_lfi as lfi
 from pyro_lfi.infer import npe as npe_module
-from pyro_lfi.infer import snpe as snpe_module
 from pyro_lfi.infer.loop import MovingAverage, train_loop
+from pyro_lfi.infer.sequential import method as method_module
 from pyro_lfi.nn.splines import RationalQuadraticSpline
 
 from .models import linear_model
@@ -224,7 +224,7 @@ def test_ctrl_c_in_npe_train_keeps_the_history_and_the_best_weights(linear_sims,
 def test_ctrl_c_in_an_snpe_round_is_recorded_in_the_round(monkeypatch):
     guide = lfi.NeuralPosterior(linear_model)
     snpe = lfi.SNPE(linear_model, guide, method="tsnpe", progress=False, seed=0, batch_size=64)
-    monkeypatch.setattr(snpe_module, "npe_loss", _interrupting(snpe_module.npe_loss, at_call=8))
+    monkeypatch.setattr(method_module, "npe_loss", _interrupting(method_module.npe_loss, at_call=8))
     with pytest.raises(KeyboardInterrupt):
         snpe.run(x=torch.zeros(3), num_rounds=2, simulations_per_round=200, seed=0)
     assert len(snpe.rounds) == len(snpe.history) == len(snpe.proposals) == 1

@@ -42,7 +42,6 @@ class MixtureDensityNetwork(ConditionalDensityEstimator):
     ):
         super().__init__(features, context)
         self.components = components
-        self.active_components = components  # the first ones only take part (SNPE-A's proposal rounds)
         self.min_scale = min_scale
         d, k = features, components
         self.num_tril = d * (d - 1) // 2
@@ -55,8 +54,6 @@ class MixtureDensityNetwork(ConditionalDensityEstimator):
         out = self.net(context)
         batch = out.shape[:-1]
         logits, loc, diag, off = out.split([k, k * d, k * d, k * self.num_tril], dim=-1)
-        if self.active_components < k:
-            logits = logits.masked_fill(torch.arange(k, device=logits.device) >= self.active_components, -torch.inf)
         loc = loc.reshape(batch + (k, d))
         # softplus(x + 0.5413) = 1 at x = 0: components start at unit scale.
         diag = softplus(diag.reshape(batch + (k, d)) + 0.5413) + self.min_scale
@@ -71,8 +68,8 @@ class MixtureDensityNetwork(ConditionalDensityEstimator):
     @torch.no_grad()
     def replicate_first_component(self, noise: float = 1e-2) -> None:
         """Make every component a copy of the first (weights of the output layer, perturbed by
-        ``noise``) and let all of them take part: SNPE-A's start of its final round, so that no
-        component begins wider than the fitted one."""
+        ``noise``): SNPE-A's start of its final round, after rounds that fitted the first
+        component alone, so that no component begins wider than the fitted one."""
         d, k = self.features, self.components
         last = self.net[-1]
         start = 0
@@ -81,4 +78,3 @@ class MixtureDensityNetwork(ConditionalDensityEstimator):
                 block = param[start : start + k * width].view(k, width, *param.shape[1:])
                 block[1:] = block[:1] + noise * torch.randn_like(block[1:])
             start += k * width
-        self.active_components = k

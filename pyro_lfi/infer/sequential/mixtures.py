@@ -11,8 +11,8 @@ from torch.distributions import Distribution
 
 from ...errors import GaussianDivisionError
 
-__all__ = ["GaussianDivisionError", "divide_by_gaussian", "is_gaussian_mixture", "log_mixture_overlap",
-           "moment_matched_gaussian"]
+__all__ = ["GaussianDivisionError", "as_mixture", "divide_by_gaussian", "first_component", "is_gaussian_mixture",
+           "log_mixture_overlap", "moment_matched_gaussian"]
 
 
 def is_gaussian_mixture(q: Distribution) -> bool:
@@ -46,6 +46,16 @@ def as_mixture(g: MultivariateNormal) -> MixtureSameFamily:
     return MixtureSameFamily(
         Categorical(logits=torch.zeros(g.batch_shape + (1,))),
         MultivariateNormal(g.loc.unsqueeze(-2), scale_tril=g.scale_tril.unsqueeze(-3)),
+    )
+
+
+def first_component(q: MixtureSameFamily) -> MixtureSameFamily:
+    r"""The mixture's first component :math:`\mathcal{N}(z; m_1, S_1)` as a one-component mixture
+    (batched like ``q``)."""
+    comps = q.component_distribution
+    return MixtureSameFamily(
+        Categorical(logits=q.mixture_distribution.logits[..., :1]),
+        MultivariateNormal(comps.loc[..., :1, :], scale_tril=comps.scale_tril[..., :1, :, :]),
     )
 
 

@@ -7,6 +7,7 @@ candidates per requested sample and raises :class:`ProposalError` rather than lo
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import torch
 from pyro.distributions import MixtureSameFamily
@@ -15,7 +16,18 @@ from torch.distributions import Distribution
 from ...errors import ProposalError
 from ...model.prior import Prior
 
-__all__ = ["GuideProposal", "PriorTimesMixture", "ProposalError", "RestrictedProposal", "TruncatedPrior"]
+__all__ = ["GuideProposal", "PriorTimesMixture", "Proposal", "ProposalError", "RestrictedProposal", "TruncatedPrior"]
+
+
+class Proposal(Protocol):
+    r"""What a round draws its parameters from: :math:`\tilde p(z)` over the flat unconstrained
+    latents, with a ``name`` for the round's record."""
+
+    name: str
+
+    def sample(self, num_samples: int) -> torch.Tensor:
+        """``[num_samples, D]`` draws of ``z``."""
+        ...
 
 
 class GuideProposal:

@@ -17,7 +17,7 @@ from torch.nn.functional import binary_cross_entropy_with_logits, logsigmoid
 from ...nn import MLP, Standardize
 from ..loop import TrainingConfig, train_loop
 
-__all__ = ["ValidityClassifier"]
+__all__ = ["ValidityClassifier", "fit_validity"]
 
 
 class ValidityClassifier(nn.Module):
@@ -45,3 +45,14 @@ class ValidityClassifier(nn.Module):
             dataclasses.replace(config, progress=False),
         )
         return self
+
+
+def fit_validity(guide, simulations, config: TrainingConfig) -> ValidityClassifier | None:
+    r""":math:`P(\text{valid} \mid z)` trained on every row of ``simulations`` with finite latents;
+    ``None`` where every row is usable by ``guide`` (nothing to learn)."""
+    usable = guide.usable(simulations)
+    if usable.all():
+        return None
+    z = guide.sites.to_unconstrained(simulations.latents)
+    finite = torch.isfinite(z).all(-1)
+    return ValidityClassifier(z.shape[-1]).fit(z[finite], usable[finite], config)
