@@ -27,7 +27,6 @@ corrected by a classifier of :math:`P(\text{valid} \mid z)`
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +36,10 @@ import torch
 
 from ...guide.posterior import NeuralPosterior
 from ...model.prior import Prior
+from ...options import split_options
 from ...seeding import derived_seed, seeded
 from ...simulation.campaign import simulate
+from ...simulation.options import SimulationOptions
 from ...simulation.simulations import Simulations
 from ..loop import TrainingConfig, TrainingHistory, train_loop
 from ..npe import OptimSpec, make_optimizer
@@ -163,39 +164,31 @@ class SNPE:
         num_rounds: int,
         simulations_per_round: int,
         seed: int | None = None,
-        batch_size: int | None = None,
-        executor=None,
-        workers: int | None = None,
-        store: str | os.PathLike | None = None,
-        timeout: float | None = None,
-        isolate: bool = False,
-        force: bool = False,
+        options: SimulationOptions | None = None,
+        model_kwargs: dict | None = None,
         **kwargs,
     ) -> Simulations:
         """Run ``num_rounds`` more rounds of ``simulations_per_round`` simulations each, at the
         observation the model receives with ``args``/``kwargs``; call again to continue.
 
-        ``batch_size``, ``executor``, ``workers``, ``timeout``, ``isolate`` and ``force`` go to
-        :func:`~pyro_lfi.simulate`; with ``store``, round :math:`t` is a campaign in
-        ``store/round-{t:03d}``, so an interrupted round resumes its finished batches.
+        ``options`` (or its fields as keywords) go to :func:`~pyro_lfi.simulate`, with the
+        progress bar following this SNPE's ``progress``; with ``store``, round :math:`t` is a
+        campaign in ``store/round-{t:03d}``, so an interrupted round resumes its finished batches.
 
         :returns: all simulations so far, tagged with their round (``.round``).
         """
         if num_rounds < 1 or simulations_per_round < 2:
             raise ValueError("num_rounds must be positive and simulations_per_round at least 2")
+        default = SimulationOptions(progress=self.config.progress)
+        options, kwargs = split_options(SimulationOptions, options or default, kwargs, model_kwargs)
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1)[0])
-        options = {"batch_size": batch_size, "executor": executor, "workers": workers, "timeout": timeout,
-                   "isolate": isolate, "force": force}
         for i in range(num_rounds):
-            round_store = None if store is None else Path(store) / f"round-{len(self.round_states):03d}"
-            self._round(
-                seed, simulations_per_round, args, kwargs, final=i == num_rounds - 1,
-                simulation={**options, "store": round_store},
-            )
+            store = None if options.store is None else Path(options.store) / f"round-{len(self.round_states):03d}"
+            self._round(seed, simulations_per_round, args, kwargs, i == num_rounds - 1, options.updated(store=store))
         return self.simulations
 
-    def _round(self, seed: int, n: int, args: tuple, kwargs: dict, final: bool, simulation: dict) -> None:
+    def _round(self, seed: int, n: int, args: tuple, kwargs: dict, final: bool, simulation: SimulationOptions) -> None:
         t = len(self.round_states)
         round_seed = derived_seed(seed, t)
         start = time.perf_counter()
@@ -220,7 +213,14 @@ class SNPE:
         self._record(t, proposal, sims, simulate_seconds, history, round_loss, final)
 
     def _simulate(
-        self, t: int, proposal: Proposal | None, n: int, seed: int, args: tuple, kwargs: dict, options: dict
+        self,
+        t: int,
+        proposal: Proposal | None,
+        n: int,
+        seed: int,
+        args: tuple,
+        kwargs: dict,
+        options: SimulationOptions,
     ) -> Simulations:
         """Round ``t``'s simulations, from ``proposal`` (the prior for ``None``), added to all so far."""
         parameters = None
@@ -228,9 +228,7 @@ class SNPE:
             with seeded(seed):
                 z = proposal.sample(n)
             parameters = self.guide.sites.to_constrained(z)[0]
-        sims = simulate(
-            self.model, n, *args, seed=seed, parameters=parameters, progress=self.config.progress, **options, **kwargs
-        )
+        sims = simulate(self.model, n, *args, seed=seed, parameters=parameters, options=options, model_kwargs=kwargs)
         sims.round[:] = t
         self.simulations = sims if self.simulations is None else self.simulations + sims
         return sims
