@@ -62,6 +62,7 @@ class AmortizedVI:
 
 
 def _check_keywords(model: Callable, names: tuple[str, ...]) -> None:
+    """A :class:`SiteError` unless ``model`` takes every observed site ``names`` as a keyword."""
     try:
         parameters = inspect.signature(model).parameters
     except (TypeError, ValueError):  # pragma: no cover - builtins, C callables

@@ -113,6 +113,7 @@ def _paired_matrices(a: Samples, b: Samples, var_names: list[str] | None) -> tup
 
 
 def _check_options(classifier: str, n_folds: int, max_samples: int | None) -> None:
+    """A ``ValueError`` for an unknown classifier, fewer than 2 folds or a non-positive ``max_samples``."""
     if classifier not in ("mlp", "fast"):
         raise ValueError(f"classifier must be 'mlp' or 'fast', got {classifier!r}")
     if n_folds < 2:

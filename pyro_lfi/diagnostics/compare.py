@@ -76,13 +76,15 @@ class Comparison:
         return fig
 
 
-def _legend_handle(color: str, label: str):
+def _legend_handle(color: str, label: str) -> Any:
+    """A legend entry: a marker of ``color`` named ``label``."""
     from matplotlib.lines import Line2D
 
     return Line2D([], [], color=color, marker="o", linestyle="", label=label)
 
 
 def _wall_time(name: str, idata: az.InferenceData, wall_time: Mapping[str, float] | None) -> float:
+    """``wall_time[name]``, else the first time attribute of the posterior (:data:`TIME_ATTRS`), else NaN."""
     if wall_time is not None and name in wall_time:
         return float(wall_time[name])
     attrs = idata.posterior.attrs
@@ -90,6 +92,7 @@ def _wall_time(name: str, idata: az.InferenceData, wall_time: Mapping[str, float
 
 
 def _min_ess(idata: az.InferenceData, var_names: Sequence[str]) -> float:
+    """The smallest bulk effective sample size over every element of ``var_names``."""
     ess = az.ess(idata, var_names=list(var_names))
     return float(min(ess[v].values.min() for v in var_names))
 
