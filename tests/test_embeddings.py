@@ -1,6 +1,7 @@
 """Embedding nets for structured observations: recurrent and convolutional nets over time series,
 a DeepSet over iid trials; shapes, invariance, errors, and accuracy inside NeuralPosterior."""
 
+import functools
 import re
 
 import pyro
@@ -235,17 +236,35 @@ def test_guide_with_a_time_series_embedding_samples_batched_observations_and_rel
     assert torch.allclose(again.log_prob({"theta": theta}, x=x[0, 0]), guide.log_prob({"theta": theta}, x=x[0, 0]))
 
 
+def trained_trend_guide(sims, make_net, **training) -> lfi.NeuralPosterior:
+    """A two-component MDN guide of ``trend_model`` reading the series through ``make_net()``,
+    trained by NPE (seeded)."""
+    torch.manual_seed(0)
+    guide = lfi.NeuralPosterior(
+        trend_model, estimator="mdn", components=2, hidden_features=(32, 32), embedding_net=make_net()
+    )
+    lfi.NPE(trend_model, guide, progress=False, seed=1, **training).train(sims)
+    return guide
+
+
+def trend_c2st(guide, theta_o) -> float:
+    """C2ST of the guide's against the exact posterior, at a series simulated from ``theta_o``
+    (seeded)."""
+    torch.manual_seed(5)
+    x_o = trend_simulator(torch.tensor(theta_o))
+    torch.manual_seed(2)
+    approx = guide.sample(2000, x=x_o)["theta"]
+    exact = trend_posterior(x_o).sample((2000,))
+    accuracy = c2st(approx, exact, seed=0, classifier="fast")
+    print(f"C2ST at theta = {theta_o}: {accuracy:.3f}")
+    return accuracy
+
+
 @pytest.mark.parametrize("theta_o", [(0.5, -0.8), (-1.0, 0.3)])
 def test_gru_embedding_learns_the_posterior_of_an_ar1_trend(theta_o, gru_trend_guide):
     """A GRU reads the raw series (T = 30, 3000 simulations) and the guide matches the exact
     posterior. Measured C2ST: 0.51-0.56 over three training seeds at both observations."""
-    torch.manual_seed(5)
-    x_o = trend_simulator(torch.tensor(theta_o))
-    torch.manual_seed(2)
-    approx = gru_trend_guide.sample(2000, x=x_o)["theta"]
-    exact = trend_posterior(x_o).sample((2000,))
-    accuracy = c2st(approx, exact, seed=0, classifier="fast")
-    print(f"C2ST at theta = {theta_o}: {accuracy:.3f}")
+    accuracy = trend_c2st(gru_trend_guide, theta_o)
     assert accuracy <= 0.6, accuracy
 
 
@@ -253,16 +272,8 @@ def test_gru_embedding_learns_the_posterior_of_an_ar1_trend(theta_o, gru_trend_g
 def gru_trend_guide():
     pyro.set_rng_seed(0)
     sims = lfi.simulate(trend_model, 3000, seed=1, progress=False)
-    torch.manual_seed(0)
-    guide = lfi.NeuralPosterior(
-        trend_model,
-        estimator="mdn",
-        components=2,
-        hidden_features=(32, 32),
-        embedding_net=RNNEmbedding(T, 8, hidden_size=32),
-    )
-    lfi.NPE(trend_model, guide, progress=False, seed=1, max_epochs=40, batch_size=128, learning_rate=1e-2).train(sims)
-    return guide
+    make_net = functools.partial(RNNEmbedding, T, 8, hidden_size=32)
+    return trained_trend_guide(sims, make_net, max_epochs=40, batch_size=128, learning_rate=1e-2)
 
 
 @pytest.mark.slow
@@ -270,23 +281,10 @@ def test_cnn_embedding_learns_the_posterior_of_an_ar1_trend():
     """The same with a small 1-D CNN (max pooling), which needs more simulations than the GRU
     (10000; with 3000 it reached C2ST 0.57-0.60). Measured C2ST: 0.536 and 0.549; ~35 s."""
     sims = lfi.simulate(trend_model, 10_000, seed=1, progress=False)
-    torch.manual_seed(0)
-    guide = lfi.NeuralPosterior(
-        trend_model,
-        estimator="mdn",
-        components=2,
-        hidden_features=(32, 32),
-        embedding_net=CNNEmbedding(T, 8, channels=(8, 8), hidden_features=(32,)),
-    )
-    lfi.NPE(trend_model, guide, progress=False, seed=1, max_epochs=60, batch_size=256, learning_rate=3e-3).train(sims)
+    make_net = functools.partial(CNNEmbedding, T, 8, channels=(8, 8), hidden_features=(32,))
+    guide = trained_trend_guide(sims, make_net, max_epochs=60, batch_size=256, learning_rate=3e-3)
     for theta_o in [(0.5, -0.8), (-1.0, 0.3)]:
-        torch.manual_seed(5)
-        x_o = trend_simulator(torch.tensor(theta_o))
-        torch.manual_seed(2)
-        approx = guide.sample(2000, x=x_o)["theta"]
-        exact = trend_posterior(x_o).sample((2000,))
-        accuracy = c2st(approx, exact, seed=0, classifier="fast")
-        print(f"C2ST at theta = {theta_o}: {accuracy:.3f}")
+        accuracy = trend_c2st(guide, theta_o)
         assert accuracy <= 0.6, (theta_o, accuracy)
 
 

@@ -22,6 +22,7 @@ import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import arviz as az
 import pyro
@@ -61,6 +62,7 @@ class AmortizedVI:
 
 
 def _check_keywords(model: Callable, names: tuple[str, ...]) -> None:
+    """A :class:`SiteError` unless ``model`` takes every observed site ``names`` as a keyword."""
     try:
         parameters = inspect.signature(model).parameters
     except (TypeError, ValueError):  # pragma: no cover - builtins, C callables
@@ -120,28 +122,53 @@ def amortized_vi(
         if not guide.is_built:
             guide.build(data, *args, **kwargs)
         first = {n: valid.values[n][0] for n in observed}
-        with poutine.block():
-            trace = poutine.trace(runnable).get_trace(*args, **first, **kwargs)
-        depth = max((plate_depth(s) for s in trace.nodes.values() if s["type"] == "sample"), default=0)
-        elbo = Trace_ELBO(num_particles=num_particles, max_plate_nesting=depth + 1)
-
-        def vectorized(fn):
-            def wrapped(batch):
-                size = len(batch[observed[0]])
-                with pyro.plate("_lfi_observations", size, dim=-depth - 1), poutine.scale(scale=1.0 / size):
-                    return fn(*args, **batch, **kwargs)
-
-            return wrapped
-
+        depth = _model_plate_depth(runnable, args, first, kwargs)
         optim = ClippedAdam({"lr": lr, "clip_norm": clip_norm, "lrd": final_lr_ratio ** (1.0 / max(num_steps, 1))})
-        svi = SVI(vectorized(runnable), vectorized(guide), optim, elbo)
-        losses = []
-        guide.train()
-        start = time.perf_counter()
-        with pyro.get_param_store().scope():
-            for _ in range(num_steps):
-                rows = torch.randint(len(valid), (batch_size,))
-                losses.append(svi.step({n: valid.values[n][rows] for n in observed}))
-        elapsed = time.perf_counter() - start
-        guide.eval()
+        elbo = Trace_ELBO(num_particles=num_particles, max_plate_nesting=depth + 1)
+        svi = SVI(
+            _vectorized(runnable, observed, depth, args, kwargs),
+            _vectorized(guide, observed, depth, args, kwargs),
+            optim,
+            elbo,
+        )
+        losses, elapsed = _train(svi, guide, valid, observed, num_steps, batch_size)
     return AmortizedVI(guide, losses, elapsed)
+
+
+def _model_plate_depth(model: Callable, args: tuple, observation: dict[str, Any], kwargs: dict[str, Any]) -> int:
+    """How many plate dims the model's sample sites use, from one trace at one ``observation``
+    (the plate over observations goes to their left)."""
+    with poutine.block():
+        trace = poutine.trace(model).get_trace(*args, **observation, **kwargs)
+    return max((plate_depth(s) for s in trace.nodes.values() if s["type"] == "sample"), default=0)
+
+
+def _vectorized(
+    fn: Callable, observed: tuple[str, ...], depth: int, args: tuple, kwargs: dict[str, Any]
+) -> Callable[[dict[str, torch.Tensor]], Any]:
+    """``fn`` called on a batch of observations ``{name: [batch, ...]}`` at once: in a plate at
+    dim ``-depth - 1``, scaled by ``1 / batch`` (the ELBO averaged over the observations)."""
+
+    def wrapped(batch: dict[str, torch.Tensor]) -> Any:
+        size = len(batch[observed[0]])
+        with pyro.plate("_lfi_observations", size, dim=-depth - 1), poutine.scale(scale=1.0 / size):
+            return fn(*args, **batch, **kwargs)
+
+    return wrapped
+
+
+def _train(
+    svi: SVI, guide: NeuralPosterior, valid: Simulations, observed: tuple[str, ...], num_steps: int, batch_size: int
+) -> tuple[list[float], float]:
+    """``num_steps`` SVI steps on random batches of ``valid`` rows, in a param store scope of their
+    own; returns the losses and the wall time."""
+    losses = []
+    guide.train()
+    start = time.perf_counter()
+    with pyro.get_param_store().scope():
+        for _ in range(num_steps):
+            rows = torch.randint(len(valid), (batch_size,))
+            losses.append(svi.step({n: valid.values[n][rows] for n in observed}))
+    elapsed = time.perf_counter() - start
+    guide.eval()
+    return losses, elapsed

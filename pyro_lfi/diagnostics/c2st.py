@@ -15,12 +15,10 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
-import torch
+
+from .sample_arrays import Samples, posterior_draws, posterior_variables, samples_matrix
 
 __all__ = ["c2st"]
-
-ArrayLike = torch.Tensor | np.ndarray
-Samples = ArrayLike | Mapping[str, ArrayLike] | Any  # or arviz.InferenceData
 
 #: Cheap classifier (``classifier="fast"``): epoch cap, early-stopping patience (epochs),
 #: learning rate.
@@ -29,55 +27,6 @@ FAST_PATIENCE = 30
 FAST_LEARNING_RATE = 1e-2
 #: The cheap classifier scores only this many of the ``n_folds`` folds.
 FAST_FOLDS = 2
-
-
-def _to_numpy(x: Any, what: str) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    if isinstance(x, np.ndarray):
-        return x
-    raise TypeError(f"{what} must be a torch tensor, numpy array or dict of them, got {type(x).__name__}")
-
-
-def _as_matrix(x: Samples, what: str) -> tuple[np.ndarray, list[tuple[str, tuple]] | None]:
-    """Return ``x`` as a float64 array ``[n, d]`` and, for a dict, its sorted
-    ``(key, event_shape)`` layout."""
-    if isinstance(x, Mapping):
-        if not x:
-            raise ValueError(f"{what} is an empty dict")
-        keys = sorted(x)
-        parts = [_to_numpy(x[k], f"{what}[{k!r}]") for k in keys]
-        n = {p.shape[0] if p.ndim else -1 for p in parts}
-        if len(n) != 1 or -1 in n:
-            raise ValueError(
-                f"all entries of {what} need the same number of samples along dim 0, got "
-                + ", ".join(f"{k}: {tuple(p.shape)}" for k, p in zip(keys, parts))
-            )
-        mat = np.concatenate([p.reshape(p.shape[0], -1) for p in parts], axis=1)
-        layout = [(k, tuple(p.shape[1:])) for k, p in zip(keys, parts)]
-        return mat.astype(np.float64, copy=False), layout
-    arr = _to_numpy(x, what)
-    if arr.ndim != 2:
-        raise ValueError(f"{what} must have shape [n, d], got {tuple(arr.shape)}")
-    return arr.astype(np.float64, copy=False), None
-
-
-def _from_inference_data(idata: Any, what: str, var_names: list[str] | None) -> dict[str, np.ndarray]:
-    """The ``posterior`` group as ``name -> [chain * draw, ...]``."""
-    if "posterior" not in idata.groups():
-        raise ValueError(f"{what} is an InferenceData without a posterior group")
-    names = list(idata.posterior.data_vars) if var_names is None else list(var_names)
-    unknown = [n for n in names if n not in idata.posterior.data_vars]
-    if unknown:
-        raise ValueError(
-            f"variables {unknown} are not in the posterior of {what}, which has "
-            f"{list(idata.posterior.data_vars)}"
-        )
-    out = {}
-    for name in names:
-        values = idata.posterior[name].values
-        out[name] = values.reshape((-1,) + values.shape[2:])
-    return out
 
 
 def c2st(
@@ -128,19 +77,27 @@ def c2st(
     :param max_samples: if given, use at most this many randomly chosen rows of each set.
     :returns: accuracy in ``[0, 1]``; chance level is ``max(n_a, n_b) / (n_a + n_b)``.
     """
+    x_a, x_b = _paired_matrices(a, b, var_names)
+    _check_options(classifier, n_folds, max_samples)
+    x_a, x_b = _subsample(x_a, x_b, max_samples, seed)
+    _check_rows(x_a, x_b, n_folds, classifier)
+    data, target = _standardized_dataset(x_a, x_b)
+    model = _classifier(classifier, data.shape, n_folds, seed)
+    return _cross_validated_accuracy(model, data, target, n_folds, classifier, seed)
+
+
+def _paired_matrices(a: Samples, b: Samples, var_names: list[str] | None) -> tuple[np.ndarray, np.ndarray]:
+    """``a`` and ``b`` as float64 matrices ``[n, d]`` of the same columns (same keys, shapes)."""
     from arviz import InferenceData
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.model_selection import KFold, cross_val_score
-    from sklearn.neural_network import MLPClassifier
 
     if isinstance(a, InferenceData):
-        a = _from_inference_data(a, "a", var_names)
+        a = posterior_draws(a, posterior_variables(a, "a", var_names))
     if isinstance(b, InferenceData):
-        b = _from_inference_data(b, "b", var_names)
+        b = posterior_draws(b, posterior_variables(b, "b", var_names))
     if isinstance(a, Mapping) != isinstance(b, Mapping):
         raise TypeError("a and b must both be dicts or both be arrays/tensors")
-    x_a, layout_a = _as_matrix(a, "a")
-    x_b, layout_b = _as_matrix(b, "b")
+    x_a, layout_a = samples_matrix(a, "a")
+    x_b, layout_b = samples_matrix(b, "b")
     if layout_a is not None and layout_b is not None:
         keys_a, keys_b = [k for k, _ in layout_a], [k for k, _ in layout_b]
         if keys_a != keys_b:
@@ -152,19 +109,34 @@ def c2st(
         raise ValueError(f"a has dimension {x_a.shape[1]} but b has dimension {x_b.shape[1]}")
     if x_a.shape[1] == 0:
         raise ValueError("samples have dimension 0")
+    return x_a, x_b
+
+
+def _check_options(classifier: str, n_folds: int, max_samples: int | None) -> None:
+    """A ``ValueError`` for an unknown classifier, fewer than 2 folds or a non-positive ``max_samples``."""
     if classifier not in ("mlp", "fast"):
         raise ValueError(f"classifier must be 'mlp' or 'fast', got {classifier!r}")
     if n_folds < 2:
         raise ValueError(f"n_folds must be at least 2, got {n_folds}")
-    if max_samples is not None:
-        if max_samples < 1:
-            raise ValueError(f"max_samples must be positive, got {max_samples}")
-        rng = np.random.default_rng(seed)
-        if x_a.shape[0] > max_samples:
-            x_a = x_a[rng.choice(x_a.shape[0], max_samples, replace=False)]
-        if x_b.shape[0] > max_samples:
-            x_b = x_b[rng.choice(x_b.shape[0], max_samples, replace=False)]
-    # The fast classifier's early-stopping split needs a few rows of each class.
+    if max_samples is not None and max_samples < 1:
+        raise ValueError(f"max_samples must be positive, got {max_samples}")
+
+
+def _subsample(x_a: np.ndarray, x_b: np.ndarray, max_samples: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``max_samples`` random rows of each set (one generator seeded by ``seed``)."""
+    if max_samples is None:
+        return x_a, x_b
+    rng = np.random.default_rng(seed)
+    if x_a.shape[0] > max_samples:
+        x_a = x_a[rng.choice(x_a.shape[0], max_samples, replace=False)]
+    if x_b.shape[0] > max_samples:
+        x_b = x_b[rng.choice(x_b.shape[0], max_samples, replace=False)]
+    return x_a, x_b
+
+
+def _check_rows(x_a: np.ndarray, x_b: np.ndarray, n_folds: int, classifier: str) -> None:
+    """Enough rows for the folds (the fast classifier's early-stopping split needs a few rows of
+    each class), all finite."""
     n_min = max(n_folds, 2 if classifier == "mlp" else 20)
     if x_a.shape[0] < n_min or x_b.shape[0] < n_min:
         raise ValueError(
@@ -175,39 +147,55 @@ def c2st(
         if not np.all(np.isfinite(x)):
             raise ValueError(f"{name} contains non-finite values (nan or inf)")
 
+
+def _standardized_dataset(x_a: np.ndarray, x_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both sets z-scored with ``a``'s mean and std (a constant column keeps scale 1), and the
+    labels ``a`` = 0, ``b`` = 1."""
     mean = x_a.mean(axis=0)
     std = x_a.std(axis=0, ddof=1)
     std = np.where(std > 0, std, 1.0)
     data = np.concatenate([(x_a - mean) / std, (x_b - mean) / std])
     target = np.concatenate([np.zeros(x_a.shape[0]), np.ones(x_b.shape[0])])
+    return data, target
 
-    width = 10 * data.shape[1]
+
+def _classifier(classifier: str, shape: tuple[int, int], n_folds: int, seed: int) -> Any:
+    """The unfitted ``MLPClassifier`` for data of ``shape`` ``[n, d]``: sbibm's or the fast one."""
+    from sklearn.neural_network import MLPClassifier
+
+    n, d = shape
     common: dict[str, Any] = {
         "activation": "relu",
-        "hidden_layer_sizes": (width, width),
+        "hidden_layer_sizes": (10 * d, 10 * d),
         "solver": "adam",
         "random_state": seed,
     }
     if classifier == "mlp":
-        clf = MLPClassifier(max_iter=10000, **common)
-    else:
-        n_train = data.shape[0] - math.ceil(data.shape[0] / n_folds)  # smallest training fold
-        n_fit = n_train - math.ceil(0.1 * n_train)  # less the early-stopping split
-        batch = max(1, min(max(data.shape[0] // 10, 200), 1000, n_fit))
-        clf = MLPClassifier(
-            max_iter=FAST_MAX_ITER,
-            early_stopping=True,
-            n_iter_no_change=FAST_PATIENCE,
-            batch_size=batch,
-            learning_rate_init=FAST_LEARNING_RATE,
-            **common,
-        )
-    folds = KFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    splits = list(folds.split(data))
+        return MLPClassifier(max_iter=10000, **common)
+    n_train = n - math.ceil(n / n_folds)  # smallest training fold
+    n_fit = n_train - math.ceil(0.1 * n_train)  # less the early-stopping split
+    return MLPClassifier(
+        max_iter=FAST_MAX_ITER,
+        early_stopping=True,
+        n_iter_no_change=FAST_PATIENCE,
+        batch_size=max(1, min(max(n // 10, 200), 1000, n_fit)),
+        learning_rate_init=FAST_LEARNING_RATE,
+        **common,
+    )
+
+
+def _cross_validated_accuracy(
+    model: Any, data: np.ndarray, target: np.ndarray, n_folds: int, classifier: str, seed: int
+) -> float:
+    """Mean accuracy over shuffled ``KFold`` folds (the first ``FAST_FOLDS`` for the fast one)."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import KFold, cross_val_score
+
+    splits = list(KFold(n_splits=n_folds, shuffle=True, random_state=seed).split(data))
     if classifier == "fast":
         splits = splits[:FAST_FOLDS]
     with warnings.catch_warnings():
         if classifier == "fast":  # hitting the epoch cap is acceptable there
             warnings.simplefilter("ignore", ConvergenceWarning)
-        scores = cross_val_score(clf, data, target, cv=splits, scoring="accuracy")
+        scores = cross_val_score(model, data, target, cv=splits, scoring="accuracy")
     return float(np.mean(scores))

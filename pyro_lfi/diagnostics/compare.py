@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import arviz as az
 import numpy as np
 import pandas as pd
 
 from .c2st import c2st
+from .sample_arrays import posterior_matrix
 
 __all__ = ["Comparison", "compare"]
 
@@ -74,22 +76,15 @@ class Comparison:
         return fig
 
 
-def _legend_handle(color: str, label: str):
+def _legend_handle(color: str, label: str) -> Any:
+    """A legend entry: a marker of ``color`` named ``label``."""
     from matplotlib.lines import Line2D
 
     return Line2D([], [], color=color, marker="o", linestyle="", label=label)
 
 
-def _flat(idata: az.InferenceData, var_names: Sequence[str]) -> np.ndarray:
-    """Posterior draws as ``[chain * draw, d]``, variables flattened in order."""
-    parts = []
-    for v in var_names:
-        values = idata.posterior[v].values
-        parts.append(values.reshape(values.shape[0] * values.shape[1], -1))
-    return np.concatenate(parts, axis=1)
-
-
 def _wall_time(name: str, idata: az.InferenceData, wall_time: Mapping[str, float] | None) -> float:
+    """``wall_time[name]``, else the first time attribute of the posterior (:data:`TIME_ATTRS`), else NaN."""
     if wall_time is not None and name in wall_time:
         return float(wall_time[name])
     attrs = idata.posterior.attrs
@@ -97,6 +92,7 @@ def _wall_time(name: str, idata: az.InferenceData, wall_time: Mapping[str, float
 
 
 def _min_ess(idata: az.InferenceData, var_names: Sequence[str]) -> float:
+    """The smallest bulk effective sample size over every element of ``var_names``."""
     ess = az.ess(idata, var_names=list(var_names))
     return float(min(ess[v].values.min() for v in var_names))
 
@@ -133,39 +129,59 @@ def compare(
         smallest number any method has).
     :returns: a :class:`Comparison` (``.table``, ``.plot_pair()``, ``.plot_forest()``).
     """
+    posteriors = _checked_posteriors(posteriors, reference)
+    var_names = _shared_variables(posteriors, reference) if var_names is None else list(var_names)
+    ordered = {reference: posteriors[reference], **posteriors}
+    draws = {name: posterior_matrix(idata, var_names) for name, idata in ordered.items()}
+    num_c2st = max_samples or min(len(d) for d in draws.values())
+    c2st_options = {"seed": seed, "classifier": classifier, "max_samples": num_c2st}
+    rows = []
+    for name, idata in ordered.items():
+        options = None if name == reference else c2st_options
+        rows.append(_row(name, idata, draws[name], draws[reference], var_names, wall_time, options))
+    table = pd.DataFrame(rows).set_index("method")
+    return Comparison(ordered, reference, var_names, table)
+
+
+def _checked_posteriors(posteriors: Mapping[str, az.InferenceData], reference: str) -> dict[str, az.InferenceData]:
+    """``posteriors`` as a dict, checked: InferenceData with a posterior group, ``reference`` among them."""
     posteriors = dict(posteriors)
     if reference not in posteriors:
         raise KeyError(f"reference {reference!r} is not one of the posteriors {list(posteriors)}")
     for name, idata in posteriors.items():
         if not isinstance(idata, az.InferenceData) or "posterior" not in idata.groups():
             raise TypeError(f"posteriors[{name!r}] must be an InferenceData with a posterior group")
-    if var_names is None:
-        shared = set.intersection(*(set(i.posterior.data_vars) for i in posteriors.values()))
-        var_names = [v for v in posteriors[reference].posterior.data_vars if v in shared]
-        if not var_names:
-            raise ValueError("the posteriors share no variables; pass var_names=")
-    var_names = list(var_names)
-    ordered = {reference: posteriors[reference], **posteriors}
-    draws = {name: _flat(idata, var_names) for name, idata in ordered.items()}
-    ref = draws[reference]
+    return posteriors
+
+
+def _shared_variables(posteriors: dict[str, az.InferenceData], reference: str) -> list[str]:
+    """The variables every posterior has, in the reference's order."""
+    shared = set.intersection(*(set(i.posterior.data_vars) for i in posteriors.values()))
+    var_names = [v for v in posteriors[reference].posterior.data_vars if v in shared]
+    if not var_names:
+        raise ValueError("the posteriors share no variables; pass var_names=")
+    return var_names
+
+
+def _row(
+    name: str,
+    idata: az.InferenceData,
+    x: np.ndarray,
+    ref: np.ndarray,
+    var_names: Sequence[str],
+    wall_time: Mapping[str, float] | None,
+    c2st_options: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """One method's row of the table (draws ``x``, reference draws ``ref``); ``c2st_options`` is
+    ``None`` for the reference itself, whose C2ST is NaN."""
+    accuracy = float("nan") if c2st_options is None else c2st(x, ref, **c2st_options)
     ref_mean, ref_sd = ref.mean(0), ref.std(0, ddof=1)
-    n_c2st = max_samples or min(len(d) for d in draws.values())
-    rows = []
-    for name, idata in ordered.items():
-        x = draws[name]
-        accuracy = float("nan")
-        if name != reference:
-            accuracy = c2st(x, ref, seed=seed, classifier=classifier, max_samples=n_c2st)
-        rows.append(
-            {
-                "method": name,
-                "c2st": accuracy,
-                "mean_error": float(np.max(np.abs(x.mean(0) - ref_mean) / ref_sd)),
-                "sd_error": float(np.max(np.abs(x.std(0, ddof=1) / ref_sd - 1))),
-                "ess": _min_ess(idata, var_names),
-                "num_draws": len(x),
-                "wall_time": _wall_time(name, idata, wall_time),
-            }
-        )
-    table = pd.DataFrame(rows).set_index("method")
-    return Comparison(ordered, reference, var_names, table)
+    return {
+        "method": name,
+        "c2st": accuracy,
+        "mean_error": float(np.max(np.abs(x.mean(0) - ref_mean) / ref_sd)),
+        "sd_error": float(np.max(np.abs(x.std(0, ddof=1) / ref_sd - 1))),
+        "ess": _min_ess(idata, var_names),
+        "num_draws": len(x),
+        "wall_time": _wall_time(name, idata, wall_time),
+    }

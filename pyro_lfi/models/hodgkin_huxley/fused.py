@@ -11,8 +11,8 @@ import torch
 from torch import Tensor
 
 from .protocol import C_M, DEFAULT_PROTOCOL, E_K, E_NA, U_CLIP, Protocol
-from .reference import _flat, _initial_state
-from .statistics import _Statistics
+from .reference import flatten_inputs, initial_state
+from .statistics import StreamingStatistics
 
 _EXP_M5 = math.exp(-5.0)
 _EFUN_SERIES = 0.1  # below this |z|, z / (e^z - 1) by its Taylor series (float32 cancellation)
@@ -128,7 +128,7 @@ def _run_blocks(block: Callable[..., tuple[Tensor, Tensor]], size: int, params: 
     holds whole traces for them.
     """
     dtype, steps, n = params.dtype, protocol.num_steps, params.shape[0]
-    state = _initial_state(params, protocol.v0)
+    state = initial_state(params, protocol.v0)
     packed = _pack(params, protocol.dt)
     draws = torch.empty(size, n, dtype=dtype)
     if compiled:  # one trace for every chunk size (floats stay constants)
@@ -139,7 +139,7 @@ def _run_blocks(block: Callable[..., tuple[Tensor, Tensor]], size: int, params: 
     stimuli = [distinct.setdefault(tuple(values), torch.tensor(values, dtype=dtype)[:, None])
                for values in (current[i : i + size].tolist() for i in range(0, steps, size))]
     if output == "summary":
-        stats = _Statistics(n, protocol, dtype)
+        stats = StreamingStatistics(n, protocol, dtype)
         stats.update(state[:1])
         window = torch.empty(size * math.ceil(max(100, (1 << 17) // n) / size), n, dtype=dtype)  # >= 100 steps
         filled = 0
@@ -226,7 +226,7 @@ def simulate(params, noise: Tensor | None = None, *, output: str = "trace", subs
         raise ValueError(f"backend must be 'auto', 'inductor' or 'eager', got {backend!r}")
     if subsample < 1 or steps_per_call < 1:
         raise ValueError("subsample and steps_per_call must be positive")
-    params, noise, batch = _flat(params, noise, dtype, protocol.num_steps)
+    params, noise, batch = flatten_inputs(params, noise, dtype, protocol.num_steps)
     chunk_size = chunk_size or 4096 * torch.get_num_threads()
     width = protocol.output_width(output, subsample)
     results = []

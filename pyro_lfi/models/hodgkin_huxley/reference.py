@@ -30,14 +30,18 @@ def _rates(v: Tensor, v_t: Tensor, tau_max: Tensor) -> tuple[Tensor, ...]:
     return a_m, b_m, a_h, b_h, a_n, b_n, p_inf, tau_p
 
 
-def _initial_state(params: Tensor, v0: float) -> Tensor:
+def initial_state(params: Tensor, v0: float) -> Tensor:
     """``[5, n]``: V(0) and the gates ``m, h, n, p`` at their steady states there."""
     v = torch.full(params.shape[:1], v0, dtype=params.dtype)
     a_m, b_m, a_h, b_h, a_n, b_n, p_inf, _ = _rates(v, params[:, 5], params[:, 4])
     return torch.stack([v, a_m / (a_m + b_m), a_h / (a_h + b_h), a_n / (a_n + b_n), p_inf])
 
 
-def _flat(params, noise, dtype: torch.dtype | None, num_steps: int) -> tuple[Tensor, Tensor | None, torch.Size]:
+def flatten_inputs(
+    params, noise, dtype: torch.dtype | None, num_steps: int
+) -> tuple[Tensor, Tensor | None, torch.Size]:
+    """Checked ``params [..., 8]`` and ``noise [..., num_steps]`` (or ``None``) as ``[n, 8]`` and
+    ``[n, num_steps]`` in ``dtype`` (default: that of ``params`` if floating), and the batch shape."""
     params = torch.as_tensor(params)
     if params.shape[-1:] != (len(PARAMETER_NAMES),):
         raise ValueError(f"params must have shape [..., {len(PARAMETER_NAMES)}], got {tuple(params.shape)}")
@@ -70,14 +74,14 @@ def simulate_reference(params, noise: Tensor | None = None, *, protocol: Protoco
     :param dtype: computation dtype (default: that of ``params`` if floating, else torch's default).
     :returns: ``[..., num_samples]`` membrane potential in mV, ``V(0)`` first.
     """
-    params, noise, batch = _flat(params, noise, dtype, protocol.num_steps)
+    params, noise, batch = flatten_inputs(params, noise, dtype, protocol.num_steps)
     dtype = params.dtype
     if noise is None:
         noise = torch.randn(params.shape[0], protocol.num_steps, dtype=dtype)
     g_na, g_k, g_leak, g_m, tau_max, v_t, sigma, e_leak = params.unbind(-1)
     current = protocol.current(dtype).tolist()
     dt = protocol.dt
-    v, m, h, n, p = _initial_state(params, protocol.v0)
+    v, m, h, n, p = initial_state(params, protocol.v0)
     trace = torch.empty(protocol.num_samples, params.shape[0], dtype=dtype)
     trace[0] = v
     for k in range(protocol.num_steps):

@@ -10,7 +10,7 @@ from torch import Tensor
 from .protocol import DEFAULT_PROTOCOL, SUMMARY_NAMES, Protocol
 
 
-class _Statistics:
+class StreamingStatistics:
     """The summary statistics of ``n`` traces fed in consecutive time-major windows.
 
     The moments of the stimulus window are merged window by window (Pébay 2008, "Formulas for
@@ -119,7 +119,7 @@ def summary_statistics(v: Tensor, protocol: Protocol = DEFAULT_PROTOCOL) -> Tens
     if v.shape[-1] != protocol.num_samples:
         raise ValueError(f"traces must have {protocol.num_samples} samples (this protocol), got {v.shape[-1]}")
     flat = v.reshape(-1, v.shape[-1])
-    stats = _Statistics(flat.shape[0], protocol, v.dtype)
+    stats = StreamingStatistics(flat.shape[0], protocol, v.dtype)
     for start in range(0, flat.shape[1], 1000):
         stats.update(flat[:, start : start + 1000].T)
     return stats.result().reshape(v.shape[:-1] + (len(SUMMARY_NAMES),))
