@@ -32,8 +32,10 @@ from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import ClippedAdam
 
 from ..arviz import to_inference_data
+from ..errors import SiteError
 from ..guide.posterior import NeuralPosterior
-from ..model.sites import SiteError, plate_depth
+from ..model.schema import read_schema
+from ..seeding import preserved_rng, seeded
 from ..simulation.simulations import Simulations
 from .tractable import Likelihood, tractable
 
@@ -116,13 +118,10 @@ def amortized_vi(
     valid = data[data.valid]
     if len(valid) == 0:
         raise ValueError(f"no valid rows in data to train on: {data.summary()}")
-    with torch.random.fork_rng():
-        if seed is not None:
-            torch.manual_seed(seed)
+    with preserved_rng(), seeded(seed):
         if not guide.is_built:
             guide.build(data, *args, **kwargs)
-        first = {n: valid.values[n][0] for n in observed}
-        depth = _model_plate_depth(runnable, args, first, kwargs)
+        depth = _plate_nesting(guide, runnable, args, {**{n: valid.values[n][0] for n in observed}, **kwargs})
         optim = ClippedAdam({"lr": lr, "clip_norm": clip_norm, "lrd": final_lr_ratio ** (1.0 / max(num_steps, 1))})
         elbo = Trace_ELBO(num_particles=num_particles, max_plate_nesting=depth + 1)
         svi = SVI(
@@ -135,12 +134,12 @@ def amortized_vi(
     return AmortizedVI(guide, losses, elapsed)
 
 
-def _model_plate_depth(model: Callable, args: tuple, observation: dict[str, Any], kwargs: dict[str, Any]) -> int:
-    """How many plate dims the model's sample sites use, from one trace at one ``observation``
-    (the plate over observations goes to their left)."""
-    with poutine.block():
-        trace = poutine.trace(model).get_trace(*args, **observation, **kwargs)
-    return max((plate_depth(s) for s in trace.nodes.values() if s["type"] == "sample"), default=0)
+def _plate_nesting(guide: NeuralPosterior, model: Callable, args: tuple, kwargs: dict[str, Any]) -> int:
+    """How many plate dims the model's sites use (the plate over observations goes to their
+    left): from the schema the guide read, or from one run of ``model`` for a guide saved
+    before guides kept it."""
+    schema = guide.require_built().schema
+    return (schema or read_schema(model, args, kwargs)).max_plate_nesting
 
 
 def _vectorized(

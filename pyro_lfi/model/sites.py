@@ -26,11 +26,6 @@ from .schema import ModelSchema, SiteSchema, read_schema
 __all__ = ["LatentSite", "ModelSites", "ObservationError", "SiteError", "read_observation"]
 
 
-def plate_depth(site: dict) -> int:
-    """How many rightmost batch dims the site's vectorized plates span."""
-    return max((-f.dim for f in site["cond_indep_stack"] if f.vectorized), default=0)
-
-
 @dataclass(frozen=True)
 class LatentSite:
     """One latent sample site: its name, per-simulation shape and support."""
