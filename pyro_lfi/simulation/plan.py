@@ -106,9 +106,9 @@ class BatchPlan:
                 except Exception:
                     failed = True
             if failed:  # isolate the failing rows
-                partial = self._values(tracer.trace, self.schema.latents)
+                partial = self._values(tracer.get_trace(), self.schema.latents)
                 return Simulations.concat([self._run_row(partial, i, args, kwargs) for i in range(size)])
-        return self._assemble(self._values(tracer.trace, self.layout.recorded, size), size)
+        return self._assemble(self._values(tracer.get_trace(), self.layout.recorded, size), size)
 
     def run_isolated(self, size: int, seed: int, fixed: dict, args, kwargs, timeout: float | None) -> Simulations:
         """:meth:`run` in a forked child process, killed after ``timeout * size`` seconds (never
@@ -162,7 +162,7 @@ class BatchPlan:
         blank = {n: torch.full((size, *self.schema.shapes[n]), float("nan")) for n in self.schema.simulated}
         with seeded(seed), torch.no_grad(), poutine.trace() as tracer, contextlib.suppress(Exception):
             self._vectorized(size, {**fixed, **blank})(*args, **kwargs)
-        return self._values(tracer.trace, self.schema.latents)
+        return self._values(tracer.get_trace(), self.schema.latents)
 
     def _seeded_row(self, partial: dict, i: int, seed: int, args, kwargs) -> Simulations:
         with seeded(seed), torch.no_grad():
@@ -182,9 +182,9 @@ class BatchPlan:
             except Exception as err:
                 error = err
         if error is not None:
-            values = self._values(tracer.trace, self.schema.latents, 1)
+            values = self._values(tracer.get_trace(), self.schema.latents, 1)
             return self._assemble(values, 1, Status.EXCEPTION, f"{type(error).__name__}: {error}")
-        return self._assemble(self._values(tracer.trace, self.layout.recorded, 1), 1)
+        return self._assemble(self._values(tracer.get_trace(), self.layout.recorded, 1), 1)
 
     def _values(self, trace, names: Sequence[str], size: int | None = None) -> dict[str, torch.Tensor]:
         """The values of the sites ``names`` that ``trace`` reached; ``[size, *shape]`` each
