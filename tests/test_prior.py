@@ -1,5 +1,6 @@
 """The prior in the unconstrained space: density, sampling, mode."""
 
+import dataclasses
 import math
 
 import pyro
@@ -71,3 +72,11 @@ def test_unsupported_prior_names_the_site():
     assert math.isfinite(prior.log_prob(torch.zeros(1, 1)).item())
     with pytest.raises(lfi.UnsupportedPriorError, match="'rate' has a Gamma prior"):
         prior.mode()
+
+
+def test_sites_without_a_schema_as_in_guides_saved_before_it_read_the_model_again():
+    x = torch.zeros(5)
+    sites = ModelSites.from_model(multi_model, ["x"], {"x": x})
+    z = lfi.Prior(multi_model, sites, x=x).sample(50)
+    old = dataclasses.replace(sites, schema=None)
+    assert torch.allclose(lfi.Prior(multi_model, old, x=x).log_prob(z), lfi.Prior(multi_model, sites, x=x).log_prob(z))
