@@ -24,7 +24,7 @@ from .simulation.simulations import Simulations, Status
 from .simulation.store import CampaignMismatchError, StoreInUseError
 from .simulation.trial import ModelError, SimulatorNeverSucceeded
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  #: the one place the version is written (pyproject.toml reads it)
 
 #: Modules of the flat layout before 0.2 and where they live now: importable under the old path
 #: too (the same module object), so user code and files pickled by older versions keep working.

@@ -72,3 +72,10 @@ def test_lower_layers_do_not_import_higher_ones(path):
     higher = LAYERS[LAYERS.index(parts[1]) + 1 :]
     for module, _ in _imports(path):
         assert not any(module.startswith(f"pyro_lfi.{layer}") for layer in higher), f"{_name(path)} imports {module}"
+
+
+def test_the_installed_version_is_the_package_version_and_types_ship():
+    from importlib.metadata import version
+
+    assert version("pyro-lfi") == pyro_lfi.__version__
+    assert (PACKAGE / "py.typed").is_file()
