@@ -1,5 +1,7 @@
 """Inference: the shared training loop, neural posterior estimation and its sequential forms."""
 
+from .callbacks import LogEpochs, TensorBoardLogger
+from .history import EpochReport
 from .loop import TrainingConfig, TrainingHistory, train_loop
 from .losses import npe_loss
 from .npe import NPE
@@ -10,8 +12,11 @@ from .sequential.rounds import SNPE, RoundRecord
 __all__ = [
     "NPE",
     "SNPE",
+    "EpochReport",
+    "LogEpochs",
     "ProposalError",
     "RoundRecord",
+    "TensorBoardLogger",
     "TrainingConfig",
     "TrainingHistory",
     "atomic_apt_loss",

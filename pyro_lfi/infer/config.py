@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+from .history import EpochReport
 
 __all__ = ["TrainingConfig"]
 
@@ -34,6 +36,10 @@ class TrainingConfig:
     :ivar seed: seed of the split, the batch order and the networks' initial weights (``None``:
         from torch's global RNG).
     :ivar progress: show a progress bar.
+    :ivar callbacks: called after every epoch with an :class:`~pyro_lfi.infer.history.EpochReport`;
+        one that returns a true value stops training (the best weights are restored as always).
+        Ready ones: :class:`~pyro_lfi.infer.callbacks.TensorBoardLogger`,
+        :class:`~pyro_lfi.infer.callbacks.LogEpochs`.
     """
 
     batch_size: int | None = None
@@ -48,8 +54,12 @@ class TrainingConfig:
     max_recoveries: int = 3
     seed: int | None = None
     progress: bool = True
+    callbacks: tuple[Callable[[EpochReport], bool | None], ...] = ()
 
     def __post_init__(self):
+        self.callbacks = tuple(self.callbacks) if isinstance(self.callbacks, list | tuple) else (self.callbacks,)
+        if not all(callable(c) for c in self.callbacks):
+            raise TypeError(f"training option callbacks must be callables, got {self.callbacks!r}")
         checks = {
             "batch_size": self.batch_size is None or self.batch_size >= 1,
             "learning_rate": self.learning_rate > 0,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["TrainingEvent", "TrainingHistory"]
+__all__ = ["EpochReport", "TrainingEvent", "TrainingHistory"]
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,26 @@ class TrainingEvent:
     epoch: int
     kind: str
     detail: str
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    """What a training callback receives after each epoch (see ``TrainingConfig.callbacks``).
+
+    :ivar epoch: the epoch just finished (0-based).
+    :ivar train_loss: its mean training loss.
+    :ivar validation_loss: its validation loss.
+    :ivar best_validation_loss: the lowest so far (the weights that will be restored).
+    :ivar learning_rate: the first parameter group's step size for the next epoch.
+    :ivar seconds: time since training started.
+    """
+
+    epoch: int
+    train_loss: float
+    validation_loss: float
+    best_validation_loss: float
+    learning_rate: float
+    seconds: float
 
 
 @dataclass
@@ -52,3 +72,20 @@ class TrainingHistory:
     @property
     def epochs(self) -> int:
         return len(self.train_loss)
+
+    def plot(self, ax=None):
+        """Training and validation loss per epoch, the restored epoch marked, and the epochs of
+        events (non-finite values, interruption) as dotted lines; returns the matplotlib Axes."""
+        import matplotlib.pyplot as plt
+
+        ax = ax if ax is not None else plt.subplots(figsize=(6, 3.5))[1]
+        epochs = range(1, self.epochs + 1)
+        ax.plot(epochs, self.train_loss, label="training")
+        ax.plot(epochs, self.validation_loss, label="validation")
+        if self.best_epoch >= 0:
+            ax.axvline(self.best_epoch + 1, color="0.5", label=f"restored (epoch {self.best_epoch + 1})")
+        for event in self.events:
+            ax.axvline(event.epoch + 1, color="C3", linestyle=":", linewidth=1)
+        ax.set(xlabel="epoch", ylabel="loss")
+        ax.legend(frameon=False)
+        return ax

@@ -13,10 +13,10 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from ..progress import progress_bar
 from .config import TrainingConfig
-from .history import TrainingEvent, TrainingHistory
+from .history import EpochReport, TrainingEvent, TrainingHistory
 
 __all__ = ["MovingAverage", "TrainingConfig", "TrainingEvent", "TrainingHistory", "train_loop"]
 
@@ -48,7 +48,7 @@ def train_loop(
     trainer = _Trainer(module, loss, optimizer, config, history)
     batch_size = config.batch_size or min(512, max(64, len(train_data[0]) // 16))
     start = time.perf_counter()
-    bar = tqdm(range(config.max_epochs), desc="train", unit="epoch", disable=not config.progress)
+    bar = progress_bar(range(config.max_epochs), desc="train", unit="epoch", disable=not config.progress)
     epoch = 0
     try:
         for epoch in bar:
@@ -56,6 +56,9 @@ def train_loop(
             history.train_loss.append(trainer.train_epoch(epoch, [d[order] for d in train_data], batch_size))
             val = trainer.validate(epoch, val_data)
             bar.set_postfix(train=f"{history.train_loss[-1]:.3f}", val=f"{val:.3f}")
+            if trainer.callbacks_stop(epoch, val, time.perf_counter() - start):
+                history.events.append(TrainingEvent(epoch, "stopped", "a callback stopped training"))
+                break
             if epoch - history.best_epoch >= config.stop_after_epochs:
                 history.converged = True
                 break
@@ -102,6 +105,16 @@ class _Trainer:
             )
         self.averaged = MovingAverage(module, config.ema) if config.ema else None
         self.guard = _Recovery(module, optimizer, self.averaged, config, history)
+        self.callbacks = config.callbacks
+
+    def callbacks_stop(self, epoch: int, val: float, seconds: float) -> bool:
+        """Report the epoch to every callback; whether one asked to stop (returned true)."""
+        if not self.callbacks:
+            return False
+        history = self.history
+        report = EpochReport(epoch, history.train_loss[-1], val, history.best_validation_loss,
+                             self.optimizer.param_groups[0]["lr"], seconds)
+        return any([bool(callback(report)) for callback in self.callbacks])  # every one sees it
 
     def train_epoch(self, epoch: int, data: Sequence[torch.Tensor], batch_size: int) -> float:
         """One pass over ``data`` (shuffled) in mini-batches; the mean loss of the steps taken."""

@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..options import split_options
+from ..progress import progress_bar
 from ..seeding import derived_seed
 from .executors import map_unordered, recovery_executor, resolve_executor
 from .options import SimulationOptions
@@ -113,7 +113,7 @@ def _run_with_progress(
     """Run the batches ``todo`` into ``parts`` (and ``disk``) under a progress bar."""
     done = sum(len(p) for p in parts.values())
     failed = sum(len(p) - p.num_valid for p in parts.values())
-    with tqdm(total=total, initial=done, unit="sim", disable=not options.progress, desc="simulate") as bar:
+    with progress_bar(total=total, initial=done, unit="sim", disable=not options.progress, desc="simulate") as bar:
         bar.set_postfix(failed=failed)
         for batch, sims in _run_batches(job, todo, options.executor, options.workers):
             sims.seed = seed

@@ -42,7 +42,7 @@ class ValidityClassifier(nn.Module):
             lambda zb, vb: binary_cross_entropy_with_logits(self(zb), vb),
             (z, valid.to(z.dtype)),
             optimizer,
-            dataclasses.replace(config, progress=False),
+            dataclasses.replace(config, progress=False, callbacks=())  # the user's callbacks follow the guide,
         )
         return self
 
