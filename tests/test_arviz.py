@@ -1,3 +1,5 @@
+import warnings
+
 import arviz as az
 import matplotlib.pyplot as plt
 import numpy as np
@@ -21,6 +23,12 @@ def trained():
     return guide, sims
 
 
+def flat(variable) -> np.ndarray:
+    """A variable's ``[chain, draw, ...]`` values with the chains end to end."""
+    values = variable.values
+    return values.reshape((-1,) + values.shape[2:])
+
+
 def test_groups_dims_and_values(trained):
     guide, sims = trained
     idata = lfi.to_inference_data(
@@ -32,10 +40,10 @@ def test_groups_dims_and_values(trained):
     }
     post = idata.posterior
     assert set(post.data_vars) == {"scale", "u", "v"}
-    assert post["u"].shape == (1, 300, 2) and post["scale"].shape == (1, 300)
+    assert post["u"].shape == (4, 75, 2) and post["scale"].shape == (4, 75)  # 300 draws as 4 chains
     assert idata.observed_data["x"].dims == ("feature",)
     np.testing.assert_allclose(idata.observed_data["x"].values, X_O.numpy())
-    assert idata.posterior_predictive["x"].shape == (1, 300, 5)
+    assert idata.posterior_predictive["x"].shape == (4, 75, 5)
     assert idata.posterior_predictive["x"].dims == ("chain", "draw", "feature")
     assert idata.prior["u"].shape == (1, sims.num_valid, 2)
     assert idata.prior_predictive["x"].shape == (1, sims.num_valid, 5)
@@ -43,26 +51,32 @@ def test_groups_dims_and_values(trained):
     # the values are the guide's draws: same seed, same draws; log_q is their density
     torch.manual_seed(4)
     draws = guide.sample(300, x=X_O)
-    np.testing.assert_allclose(post["u"].values[0], draws["u"].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(flat(post["u"]), draws["u"].numpy(), rtol=1e-6)
     log_q = guide.log_prob(draws, x=X_O).detach().numpy()
-    np.testing.assert_allclose(idata.sample_stats["log_q"].values[0], log_q, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(flat(idata.sample_stats["log_q"]), log_q, rtol=1e-4, atol=1e-4)
     # each predictive row was simulated at its own draw: x ~ N([u, v], scale^2)
-    loc = np.concatenate([post["u"].values[0], post["v"].values[0]], -1)
-    resid = (idata.posterior_predictive["x"].values[0] - loc) / post["scale"].values[0][:, None]
+    loc = np.concatenate([flat(post["u"]), flat(post["v"])], -1)
+    resid = (flat(idata.posterior_predictive["x"]) - loc) / flat(post["scale"])[:, None]
     assert abs(resid.std() - 1) < 0.1
 
 
 def test_arviz_functions_work(trained, tmp_path):
     guide, _sims = trained
     idata = lfi.to_inference_data(guide, x=X_O, num_samples=200, posterior_predictive=True, seed=0)
-    summary = az.summary(idata, kind="stats")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # independent draws as 4 chains: no shape warning
+        summary = az.summary(idata)
     assert list(summary.index) == ["scale", "u[0]", "u[1]", "v[0]", "v[1]", "v[2]"]
+    assert np.isfinite(summary["r_hat"]).all() and (summary["r_hat"] < 1.05).all()
+    assert (summary["ess_bulk"] > 100).all()
+    with pytest.raises(ValueError, match="num_chains"):
+        lfi.to_inference_data(guide, x=X_O, num_samples=202, seed=0)
     az.plot_pair(idata, var_names=["u"])
     az.plot_ppc(idata, num_pp_samples=20)
     plt.close("all")
     path = tmp_path / "post.nc"
     idata.to_netcdf(path)
-    assert az.from_netcdf(path).posterior["v"].shape == (1, 200, 3)
+    assert az.from_netcdf(path).posterior["v"].shape == (4, 50, 3)
 
 
 def test_batch_of_observations_is_refused(trained):
@@ -80,5 +94,5 @@ def test_a_model_argument_named_like_an_export_option_goes_through_model_kwargs(
     lfi.NPE(model, guide, progress=False, max_epochs=2, seed=0).train(lfi.simulate(model, 200, seed=0, progress=False))
     idata = lfi.to_inference_data(guide, num_samples=20, posterior_predictive=True, seed=0,
                                   model_kwargs={"x": torch.tensor(0.5), "prior": 2.0})
-    assert idata.posterior["theta"].shape == (1, 20)
-    assert idata.posterior_predictive["x"].shape == (1, 20) and "prior" not in idata.groups()
+    assert idata.posterior["theta"].shape == (4, 5)
+    assert idata.posterior_predictive["x"].shape == (4, 5) and "prior" not in idata.groups()

@@ -36,6 +36,6 @@ def test_predictive_check_typical_and_outlying_observation(linear_guide):  # noq
 
 
 def test_predictive_check_needs_predictive_group(linear_guide):  # noqa: F811
-    idata = lfi.to_inference_data(linear_guide, x=X_O, num_samples=50, seed=0)
+    idata = lfi.to_inference_data(linear_guide, x=X_O, num_samples=48, seed=0)
     with pytest.raises(ValueError, match="posterior_predictive=True"):
         predictive_check(idata)

@@ -140,7 +140,7 @@ def test_rounds_continue_and_stay_on_one_observation():
     assert theta.abs().max() < 1 and torch.isfinite(guide.log_prob({"theta": theta}, x=x_o)).all()
     assert (sims.values["theta"][300:].abs() < 1).all()
     idata = lfi.to_inference_data(guide, x=x_o, num_samples=200)
-    assert idata.posterior["theta"].shape == (1, 200, 2) and "log_q" in idata.sample_stats
+    assert idata.posterior["theta"].shape == (4, 50, 2) and "log_q" in idata.sample_stats
     with pytest.raises(ValueError, match="another observation"):
         snpe.run(x=torch.tensor([0.0, 0.0]), num_rounds=1, simulations_per_round=300)
     snpe._check_observation((), {"x": x_o * (1 + 1e-7)})  # the same observation, recomputed on another CPU
