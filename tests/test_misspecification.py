@@ -10,7 +10,7 @@ import torch
 
 import pyro_lfi as lfi
 from pyro_lfi.diagnostics import MisspecificationResult, misspecification
-from pyro_lfi.errors import NotFittedError
+from pyro_lfi.errors import NotFittedError, ObservationError
 
 from .models import linear_model, linear_simulator
 from .trained_guides import linear_guide  # noqa: F401 (a fixture)
@@ -102,7 +102,7 @@ def test_bad_sizes_and_shapes_are_refused(guide, x_model):
         misspecification(guide, failing_model(-float("inf")), x=x_model[0], **OPTIONS)
     with pytest.raises(ValueError, match="too few"):  # about half of the 102 rows are valid
         misspecification(guide, failing_model(0.0), x=x_model[0], num_simulations=2, num_null=100)
-    with pytest.raises(Exception, match="shape"):
+    with pytest.raises(ObservationError, match="shape"):
         misspecification(guide, x=torch.zeros(4), **OPTIONS)
 
 

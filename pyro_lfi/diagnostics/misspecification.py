@@ -23,6 +23,7 @@ small when the observation is atypical of the model (misspecification).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,7 +105,9 @@ def _mmd_to_reference(obs: torch.Tensor, to_reference: torch.Tensor, ref_term: f
     return float(_kernel_mean(obs, obs, bandwidth).mean() + ref_term - 2 * to_reference.mean())
 
 
-def _simulated_flat(guide: NeuralPosterior, model, args, num: int, seed, model_kwargs: dict) -> torch.Tensor:
+def _simulated_flat(
+    guide: NeuralPosterior, model: Callable, args: tuple, num: int, seed, model_kwargs: dict
+) -> torch.Tensor:
     """Flat observations ``[n_valid, *x_shape]`` of ``num`` prior-predictive simulations."""
     sites = guide.require_built()
     sims = simulate(model, num, *args, seed=seed, observed=guide.observed, progress=False, model_kwargs=model_kwargs)
@@ -114,19 +117,15 @@ def _simulated_flat(guide: NeuralPosterior, model, args, num: int, seed, model_k
     return sites.flat_data({n: valid.values[n] for n in guide.observed})
 
 
-def _observations(guide: NeuralPosterior, args, kwargs: dict) -> torch.Tensor:
+def _observations(guide: NeuralPosterior, args: tuple, kwargs: dict) -> torch.Tensor:
     """The observation(s) the model receives, as rows ``[m, *x_shape]``."""
-    x = guide.observation(*args, **kwargs)
-    event = len(guide.x_shape)
-    if x.shape[x.dim() - event :] != guide.x_shape:
-        raise ValueError(f"the observation has shape {tuple(x.shape)}, but the guide takes {tuple(guide.x_shape)}")
-    return x.reshape((-1, *guide.x_shape))
+    return guide.observation(*args, **kwargs).reshape((-1, *guide.x_shape))  # shapes checked there
 
 
 @torch.no_grad()
 def misspecification(
     guide: NeuralPosterior,
-    model=None,
+    model: Callable | None = None,
     *args,
     num_simulations: int = 1000,
     num_null: int = 200,
