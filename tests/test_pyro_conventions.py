@@ -5,11 +5,12 @@ import pyro.distributions as dist
 import pytest
 import torch
 from pyro import poutine
+from pyro.infer.inspect import get_dependencies, get_model_relations
 
 import pyro_lfi as lfi
 from pyro_lfi.baselines import tractable
 
-from .models import NOISE, A, linear_model
+from .models import NOISE, A, linear_model, multi_model, numpy_simulator
 
 LINEAR = {"x": lambda theta: dist.Normal(theta @ A.T, NOISE).to_event(1)}
 
@@ -55,3 +56,38 @@ def test_a_fresh_guide_refuses_a_state_dict_with_the_way_to_load_one(sims):
     fresh.build(sims).load_state_dict(trained.state_dict())  # once built, it loads
     for (k, v), w in zip(fresh.state_dict().items(), trained.state_dict().values()):
         assert torch.equal(v, w), k
+
+
+def _numpy_model(x=None):
+    theta = pyro.sample("theta", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+    return pyro.sample("x", lfi.Simulator(numpy_simulator, theta), obs=x)
+
+
+def _plated_model(x=None):
+    mu = pyro.sample("mu", dist.Normal(0.0, 2.0))
+    pyro.sample("unused", dist.LogNormal(0.0, 1.0))
+    with pyro.plate("trials", 4):
+        return pyro.sample("x", lfi.Simulator(lambda m: m + torch.randn(m.shape), mu), obs=x)
+
+
+@pytest.mark.parametrize("model", [linear_model, multi_model, _numpy_model, _plated_model])
+@pytest.mark.parametrize("observed", [False, True])
+def test_model_inspection_sees_what_the_simulator_depends_on(model, observed):
+    kwargs = {"x": poutine.trace(model).get_trace().nodes["x"]["value"]} if observed else {}
+    relations = get_model_relations(model, model_kwargs=kwargs)
+    latents = [n for n in relations["sample_sample"] if n != "x"]
+    expected = [n for n in latents if n != "unused"]  # a latent the simulator does not take
+    assert relations["sample_sample"]["x"] == expected
+    assert relations["sample_dist"]["x"] == "Simulator"
+    assert relations["observed"] == (["x"] if observed else [])
+    if model is _plated_model:
+        assert relations["plate_sample"] == {"trials": ["x"]}
+    prior = get_dependencies(model, model_kwargs=kwargs)["prior_dependencies"]
+    assert set(prior["x"]) == {"x", *expected}
+    with pytest.raises(lfi.SimulatorLikelihoodError):  # still no likelihood outside inspection
+        poutine.trace(model).get_trace(**kwargs).log_prob_sum()
+
+
+def test_render_model_draws_a_simulator_model():
+    pytest.importorskip("graphviz")
+    assert pyro.render_model(multi_model, model_kwargs={"x": torch.zeros(5)}) is not None
