@@ -91,3 +91,15 @@ def test_model_inspection_sees_what_the_simulator_depends_on(model, observed):
 def test_render_model_draws_a_simulator_model():
     pytest.importorskip("graphviz")
     assert pyro.render_model(multi_model, model_kwargs={"x": torch.zeros(5)}) is not None
+
+
+def test_npe_evaluate_loss_is_the_loss_without_a_step(sims):
+    npe = lfi.NPE(linear_model, lfi.NeuralPosterior(linear_model, estimator="mdn"))
+    npe.step(sims)  # builds the guide and makes the optimizer, which evaluate_loss must not use
+    before = _weights(npe.guide)
+    grads = [p.grad.clone() for p in npe.guide.parameters()]
+    loss = npe.evaluate_loss(sims)
+    assert isinstance(loss, float)
+    assert loss == pytest.approx(npe.loss(sims).item(), abs=1e-6)
+    assert all(torch.equal(v, before[k]) for k, v in npe.guide.named_parameters())
+    assert all(torch.equal(p.grad, g) for p, g in zip(npe.guide.parameters(), grads))  # no backward pass
