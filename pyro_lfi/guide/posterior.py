@@ -2,7 +2,6 @@ r"""The amortized guide :math:`q_\phi(\theta \mid x)`: a neural posterior that i
 
 from __future__ import annotations
 
-import operator
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -19,15 +18,14 @@ from ..model.checks import check_observed_sites, check_simulated, check_site_rol
 from ..model.sites import ModelSites, ObservationError, read_observation
 from ..nn import ConditionalDensityEstimator, MissingFeatures, SkipMLP, Standardize
 from ..simulation.simulations import Simulations, Status
+from .arguments import check_missing, sample_count
 from .estimators import EstimatorSpec, check_estimator_spec, make_estimator
 from .map_estimate import maximize
 from .persistence import load_guide, saved_state
 from .pyro_distribution import PyroDistribution
+from .weights import UNBUILT_LOAD, guide_name
 
 __all__ = ["NeuralPosterior", "NotFittedError"]
-
-
-_MISSING = ("drop", "impute")
 
 
 class NeuralPosterior(PyroModule):
@@ -45,7 +43,8 @@ class NeuralPosterior(PyroModule):
     :class:`~pyro.distributions.Delta` carrying its log-Jacobian, like Pyro's autoguides.
 
     The networks are built lazily from the first simulations (:meth:`build`), which fix the
-    sites' shapes and the standardization.
+    sites' shapes and the standardization; a fresh guide has no weights to
+    :meth:`load_state_dict` into: load a saved one with :meth:`load`, or :meth:`build` it first.
 
     :param model: the Pyro model (its data sites are :class:`~pyro_lfi.Simulator` sites).
     :param observed: name(s) of the observed data site(s) the posterior is conditioned on.
@@ -65,6 +64,8 @@ class NeuralPosterior(PyroModule):
         missing entries can be conditioned on as well.
     :param estimator_kwargs: passed to the estimator (e.g. ``transforms``, ``hidden_features``,
         ``components``).
+    :param name: prefix of the guide's weights in Pyro's param store (``{name}.estimator$$$...``);
+        by default a unique ``lfi_guide_<n>``, so that guides never share weights there.
     """
 
     def __init__(
@@ -76,11 +77,12 @@ class NeuralPosterior(PyroModule):
         embedding_features: int = 32,
         standardize: bool = True,
         missing: str = "drop",
+        *,
+        name: str | None = None,
         **estimator_kwargs,
     ):
-        super().__init__()
-        if missing not in _MISSING:
-            raise ValueError(f"missing must be one of {_MISSING}, got {missing!r}")
+        super().__init__(name=guide_name(name))
+        check_missing(missing)
         check_estimator_spec(estimator)
         self.model = model
         self.observed = (observed,) if isinstance(observed, str) else tuple(observed)
@@ -228,12 +230,7 @@ class NeuralPosterior(PyroModule):
     def sample(self, num_samples: int, *args, **kwargs) -> dict[str, torch.Tensor]:
         """``num_samples`` posterior draws per site: ``[num_samples, *batch, *site_shape]``
         (empty for ``num_samples=0``)."""
-        try:
-            num_samples = operator.index(num_samples)
-        except TypeError:
-            raise TypeError(f"num_samples must be an int, got {num_samples!r}") from None
-        if num_samples < 0:
-            raise ValueError(f"num_samples must be 0 or more, got {num_samples}")
+        num_samples = sample_count(num_samples)
         sites = self.require_built()
         if num_samples == 0:
             x = self.observation(*args, **kwargs)
@@ -266,6 +263,12 @@ class NeuralPosterior(PyroModule):
         return self.x_standardize.mean.shape
 
     # -- persistence ----------------------------------------------------------------------------
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """:meth:`torch.nn.Module.load_state_dict`; :class:`NotFittedError` if not built yet."""
+        if not self.is_built:
+            raise NotFittedError(UNBUILT_LOAD)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def save(self, path: str | os.PathLike) -> None:
         """Save the trained guide: its options, site layout and network weights (not the model,

@@ -58,8 +58,9 @@ class NPE:
     r"""Neural posterior estimation (Papamakarios & Murray 2016; Greenberg et al. 2019):
     fit the guide to simulations by minimizing :func:`~pyro_lfi.infer.losses.npe_loss`.
 
-    Like :class:`pyro.infer.SVI` it takes the model and the guide, and offers :meth:`step` and
-    :meth:`loss`; :meth:`train` runs the shared training loop and :meth:`run` simulates first.
+    Like :class:`pyro.infer.SVI` it takes the model and the guide, and offers :meth:`step`,
+    :meth:`evaluate_loss` and :meth:`loss`; :meth:`train` runs the shared training loop and
+    :meth:`run` simulates first.
 
     :param model: the Pyro model.
     :param guide: a :class:`~pyro_lfi.NeuralPosterior` of that model.
@@ -124,6 +125,11 @@ class NPE:
         x, z = self.tensors(batch)
         device = _device_of(self.guide)
         return npe_loss(self.guide, x.to(device), z.to(device))
+
+    @torch.no_grad()
+    def evaluate_loss(self, batch: Simulations) -> float:
+        """The loss on ``batch`` without a gradient step, like :meth:`pyro.infer.SVI.evaluate_loss`."""
+        return self.loss(batch).item()
 
     def step(self, batch: Simulations) -> float:
         """One gradient step on ``batch``; returns the loss before the step."""

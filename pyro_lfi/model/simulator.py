@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 from pyro.distributions import TorchDistribution, constraints
+from pyro.ops.provenance import ProvenanceTensor, detach_provenance, get_provenance
 
 from ..errors import DeclaredShapeError, SimulatorLikelihoodError, SimulatorShapeError
 
@@ -46,7 +47,9 @@ class Simulator(TorchDistribution):
     a parameter's event size this is ambiguous; pass ``param_event_dims`` to say it explicitly.
 
     ``log_prob`` raises :class:`SimulatorLikelihoodError`: train a neural posterior with
-    :class:`pyro_lfi.NPE` instead of running likelihood-based inference on this site.
+    :class:`pyro_lfi.NPE` instead of running likelihood-based inference on this site. Model
+    inspection (:func:`pyro.render_model`, :func:`pyro.infer.inspect.get_dependencies`) works:
+    it only reads which sites the simulator's parameters depend on.
 
     :param fn: the simulator.
     :param params: its parameters (tensors, arrays or numbers).
@@ -119,7 +122,8 @@ class Simulator(TorchDistribution):
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
         shape = torch.Size(sample_shape) + self.batch_shape
         n = shape.numel()
-        flat = tuple(p.reshape((n,) + p.shape[len(shape) :]) for p in self.broadcast_params(shape))
+        params = detach_provenance(self.broadcast_params(shape))  # plain tensors for fn, even under inspection
+        flat = tuple(p.reshape((n,) + p.shape[len(shape) :]) for p in params)
         if n == 0:
             return torch.empty(shape + (self.declared_event_shape or torch.Size()))
         with torch.no_grad():
@@ -158,12 +162,20 @@ class Simulator(TorchDistribution):
     # -- no likelihood --------------------------------------------------------------------------
 
     def log_prob(self, value):
+        if isinstance(value, ProvenanceTensor):
+            return self._dependencies()
         raise SimulatorLikelihoodError(
             "a Simulator site has no likelihood: p(x | theta) can be sampled but not evaluated, "
             "so likelihood-based inference (SVI, MCMC, log_prob) cannot run on it. Train a neural "
             "posterior instead: pyro_lfi.NPE(model, pyro_lfi.NeuralPosterior(model, observed=...)). "
             "For a tractable version of the model, replace the Simulator site by a distribution."
         )
+
+    def _dependencies(self) -> torch.Tensor:
+        """What :mod:`pyro.infer.inspect` (``pyro.render_model``, ``get_dependencies``) reads from
+        ``log_prob`` while it traces the model with provenance-tracking values: which sites the
+        parameters depend on. Its values are zeros, never a likelihood, and never seen elsewhere."""
+        return ProvenanceTensor(torch.zeros(self.batch_shape), get_provenance(self.params))
 
     @property
     def _name(self) -> str:

@@ -1,0 +1,27 @@
+"""Checks of the arguments a :class:`~pyro_lfi.NeuralPosterior` takes."""
+
+from __future__ import annotations
+
+import operator
+
+__all__ = ["MISSING", "check_missing", "sample_count"]
+
+#: The ways a guide treats simulations with partly non-finite observed data.
+MISSING = ("drop", "impute")
+
+
+def check_missing(missing: str) -> None:
+    """A :class:`ValueError` unless ``missing`` is one of :data:`MISSING`."""
+    if missing not in MISSING:
+        raise ValueError(f"missing must be one of {MISSING}, got {missing!r}")
+
+
+def sample_count(num_samples) -> int:
+    """``num_samples`` as an int of 0 or more, or a clear error."""
+    try:
+        num_samples = operator.index(num_samples)
+    except TypeError:
+        raise TypeError(f"num_samples must be an int, got {num_samples!r}") from None
+    if num_samples < 0:
+        raise ValueError(f"num_samples must be 0 or more, got {num_samples}")
+    return num_samples
