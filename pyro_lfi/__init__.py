@@ -8,13 +8,14 @@ Write the simulator as the data site of an ordinary Pyro model (:class:`Simulato
 import importlib
 import sys
 
-from . import baselines, diagnostics, errors, guide, infer, model, nn, simulation
+from . import baselines, diagnostics, errors, guide, infer, likelihood, model, nn, simulation
 from .arviz import to_inference_data
 from .diagnostics.compare import Comparison, compare
 from .errors import LFIError
 from .guide.posterior import NeuralPosterior, NotFittedError
-from .infer import NPE, SNPE, ProposalError, RoundRecord, TrainingConfig, TrainingHistory
+from .infer import NLE, NPE, SNPE, ProposalError, RoundRecord, TrainingConfig, TrainingHistory
 from .infer.sequential.mixtures import GaussianDivisionError
+from .likelihood import NeuralLikelihood, surrogate
 from .model.prior import Prior, UnsupportedPriorError
 from .model.simulator import DeclaredShapeError, Simulator, SimulatorLikelihoodError, SimulatorShapeError
 from .model.sites import ObservationError, SiteError
@@ -57,6 +58,7 @@ for _old, _new in MOVED_MODULES.items():
         setattr(sys.modules[_parent], _name, _module)
 
 __all__ = [
+    "NLE",
     "NPE",
     "SNPE",
     "CampaignMismatchError",
@@ -65,6 +67,7 @@ __all__ = [
     "GaussianDivisionError",
     "LFIError",
     "ModelError",
+    "NeuralLikelihood",
     "NeuralPosterior",
     "NotFittedError",
     "ObservationError",
@@ -89,9 +92,11 @@ __all__ = [
     "errors",
     "guide",
     "infer",
+    "likelihood",
     "model",
     "nn",
     "simulate",
     "simulation",
+    "surrogate",
     "to_inference_data",
 ]

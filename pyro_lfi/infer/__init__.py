@@ -4,12 +4,14 @@ from .callbacks import LogEpochs, TensorBoardLogger
 from .history import EpochReport
 from .loop import TrainingConfig, TrainingHistory, train_loop
 from .losses import npe_loss
+from .nle import NLE
 from .npe import NPE
 from .sequential.apt import atomic_apt_loss, mixture_apt_loss
 from .sequential.proposals import ProposalError
 from .sequential.rounds import SNPE, RoundRecord
 
 __all__ = [
+    "NLE",
     "NPE",
     "SNPE",
     "EpochReport",

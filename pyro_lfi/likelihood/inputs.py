@@ -1,0 +1,65 @@
+r"""What a simulator site was given: its parameters, per simulated row and trial.
+
+A learned likelihood :math:`q(x \mid \psi)` is of the ``Simulator`` site's own inputs
+:math:`\psi` (``Simulator(fn, *params)``), not of the model's latents, so that it stays valid
+under another prior, inside plates and in hierarchical models. Campaigns record the latents;
+this module replays the model on them, vectorized and without simulating, to read :math:`\psi`.
+Inside plates (iid trials), every trial is a row of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from pyro import poutine
+from pyro.poutine.messenger import Messenger
+
+from ..errors import SiteError
+from ..model.schema import SimulatorPlaceholders, is_simulator_site, read_schema, simulator_of
+from ..seeding import preserved_rng
+from ..simulation.trial import uncondition
+
+__all__ = ["simulator_inputs"]
+
+_PLATE = "_lfi_inputs"
+
+
+class _Inputs(Messenger):
+    """Keeps the parameters of the Simulator at site ``name``, broadcast to its batch shape."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.name, self.params = name, None
+
+    def _pyro_sample(self, msg):
+        if msg["name"] == self.name and is_simulator_site(msg):
+            self.params = simulator_of(msg).broadcast_params(msg["fn"].batch_shape)
+
+
+def simulator_inputs(
+    model, site: str, latents: Mapping[str, torch.Tensor], args: tuple = (), kwargs: Mapping | None = None
+) -> tuple[tuple[torch.Tensor, ...], torch.Size]:
+    """The parameters of Simulator site ``site`` for latent values ``latents`` (``[n, *shape]``
+    each): one tensor ``[n * trials, *param_event_shape]`` per parameter, and the site's own
+    batch shape (its plates, ``trials`` rows per simulation).
+
+    :raises SiteError: if ``site`` is not a Simulator site of the model.
+    """
+    kwargs = dict(kwargs or {})
+    placeholders = SimulatorPlaceholders(0.0)(uncondition(model, None))
+    with preserved_rng():
+        schema = read_schema(placeholders, args, kwargs)
+    if site not in schema.sites:
+        raise SiteError(f"'{site}' is not a site of the model; its sites are {list(schema.sites)}")
+    n = len(next(iter(latents.values())))
+    inputs = _Inputs(site)
+    with preserved_rng(), torch.no_grad(), poutine.block():
+        inputs(schema.vectorize(placeholders, n, _PLATE, dict(latents)))(*args, **kwargs)
+    if inputs.params is None:
+        raise SiteError(f"site '{site}' is not sampled from a pyro_lfi.Simulator")
+    depth = schema.sites[site].plate_depth
+    trials = schema.sites[site].shape[:depth]
+    rows = n * trials.numel()
+    batch_dims = schema.max_plate_nesting + 1
+    return tuple(p.reshape((rows,) + p.shape[batch_dims:]) for p in inputs.params), trials

@@ -1,0 +1,79 @@
+"""Neural likelihood estimation: a learned likelihood of a Simulator site, trained on single
+trials, put back into the model for Pyro's NUTS (against analytic posteriors)."""
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro.infer import MCMC, NUTS
+
+import pyro_lfi as lfi
+from pyro_lfi.diagnostics import c2st
+from pyro_lfi.errors import SiteError
+
+from .models import NOISE, A, linear_model, linear_posterior, linear_simulator
+
+
+def trials_model(x=None, trials=1):
+    theta = pyro.sample("theta", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+    with pyro.plate("trials", trials):
+        return pyro.sample("x", lfi.Simulator(linear_simulator, theta), obs=x)
+
+
+def trained(model) -> lfi.NeuralLikelihood:
+    likelihood = lfi.NeuralLikelihood(model, "x", estimator="maf")
+    lfi.NLE(model, likelihood, progress=False, seed=0).train(lfi.simulate(model, 3000, seed=0, progress=False))
+    return likelihood
+
+
+def nuts(model, **data) -> torch.Tensor:
+    pyro.set_rng_seed(1)
+    mcmc = MCMC(NUTS(model), num_samples=600, warmup_steps=250, disable_progbar=True)
+    mcmc.run(**data)
+    return mcmc.get_samples()["theta"].detach()
+
+
+def test_nuts_on_the_surrogate_finds_the_analytic_posterior():
+    x_o = torch.tensor([0.8, -0.4, 0.3])
+    samples = nuts(lfi.surrogate(linear_model, trained(linear_model)), x=x_o)
+    reference = linear_posterior(x_o).sample((600,))
+    assert c2st(samples, reference, seed=0) <= 0.55
+
+
+@pytest.fixture(scope="module")
+def single_trial_likelihood():
+    return trained(trials_model)
+
+
+def test_a_likelihood_trained_on_single_trials_scores_iid_trials_under_a_plate(single_trial_likelihood):
+    x_o = torch.tensor([0.5, -0.3]) @ A.T + NOISE * torch.randn(10, 3, generator=torch.Generator().manual_seed(3))
+    samples = nuts(lfi.surrogate(trials_model, single_trial_likelihood), x=x_o, trials=10)
+    cov = torch.linalg.inv(torch.eye(2) + 10 * A.T @ A / NOISE**2)
+    reference = dist.MultivariateNormal(cov @ A.T @ x_o.sum(0) / NOISE**2, covariance_matrix=cov).sample((600,))
+    assert c2st(samples, reference, seed=0) <= 0.55
+
+
+def test_the_learned_distribution_factorizes_over_trials(single_trial_likelihood):
+    theta = torch.tensor([0.2, 0.1])
+    x = torch.randn(4, 3)
+    learned = single_trial_likelihood(theta)
+    assert learned.batch_shape == () and learned.event_shape == (3,)
+    per_trial = learned.expand([4]).log_prob(x)
+    assert per_trial.shape == (4,)
+    assert torch.allclose(per_trial, torch.stack([learned.log_prob(row) for row in x]))
+    assert learned.sample((5,)).shape == (5, 3)
+
+
+def test_clear_errors():
+    untrained = lfi.NeuralLikelihood(linear_model, "x")
+    with pytest.raises(ValueError, match="not trained"):
+        lfi.surrogate(linear_model, untrained)
+    with pytest.raises(lfi.NotFittedError):
+        untrained(torch.zeros(2))
+    with pytest.raises(TypeError, match="NeuralLikelihood"):
+        lfi.NLE(linear_model, lfi.NeuralPosterior(linear_model))
+    sims = lfi.simulate(linear_model, 50, seed=0, progress=False)
+    with pytest.raises(SiteError, match="not a site"):
+        lfi.NeuralLikelihood(linear_model, "y").build(sims)
+    with pytest.raises(SiteError, match="Simulator"):
+        lfi.NeuralLikelihood(linear_model, "theta").build(sims)
