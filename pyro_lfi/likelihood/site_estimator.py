@@ -1,0 +1,74 @@
+r"""What every estimator of a Simulator site's data given its own parameters :math:`\psi` shares:
+the training rows (one per simulated trial), the flattening of :math:`\psi`, and being built
+lazily from the first simulations."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from ..errors import NotFittedError
+from ..simulation.simulations import Simulations
+from .inputs import simulator_inputs
+
+__all__ = ["SiteEstimator", "flatten_params"]
+
+
+def flatten_params(params: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """Parameters ``[m, *shape_i]`` as one ``[m, P]``."""
+    return torch.cat([p.reshape(len(p), -1) for p in params], -1)
+
+
+class SiteEstimator(nn.Module):
+    """Base of the learned likelihood and ratio of the Simulator site ``observed`` of ``model``;
+    subclasses create their networks in :meth:`create`."""
+
+    def __init__(self, model: Callable, observed: str = "x"):
+        super().__init__()
+        self.model, self.observed = model, observed
+        self.event_shape: torch.Size | None = None
+        self.param_shapes: tuple[torch.Size, ...] = ()
+
+    @property
+    def is_built(self) -> bool:
+        return self.event_shape is not None
+
+    def require_built(self) -> None:
+        if not self.is_built:
+            raise NotFittedError(
+                f"this {type(self).__name__} has not been trained: run pyro_lfi.NLE or pyro_lfi.NRE on it first"
+            )
+
+    def training_pairs(self, simulations: Simulations, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""``(psi, x)`` of the valid rows, one row per trial: flat parameters ``[m, P]`` and
+        outputs ``[m, *event_shape]`` (``args``/``kwargs``: the model's arguments)."""
+        valid = simulations[simulations.valid]
+        if len(valid) == 0:
+            raise ValueError(simulations.nothing_to_train_on())
+        params, trials = simulator_inputs(self.model, self.observed, valid.latents, args, kwargs)
+        self.param_shapes = tuple(p.shape[1:] for p in params)
+        x = valid.values[self.observed]
+        return flatten_params(params), x.reshape((-1,) + x.shape[1 + len(trials) :])
+
+    def build(self, simulations: Simulations, *args, **kwargs) -> SiteEstimator:
+        """Create the networks and fit the standardizations from the valid rows."""
+        psi, x = self.training_pairs(simulations, *args, **kwargs)
+        self.event_shape = x.shape[1:]
+        self.create(psi, x.reshape(len(x), -1))
+        return self
+
+    def create(self, psi: torch.Tensor, x: torch.Tensor) -> None:
+        """Create the networks from the training rows (flat ``psi`` and ``x``)."""
+        raise NotImplementedError
+
+    def flat_params(self, params: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Size]:
+        r"""The model's parameters of the site, as passed to the Simulator, as one
+        ``[*batch, P]`` and their batch shape."""
+        self.require_built()
+        shapes = self.param_shapes
+        if len(params) != len(shapes):
+            raise ValueError(f"the simulator was trained with {len(shapes)} parameters, got {len(params)}")
+        batch = torch.broadcast_shapes(*(p.shape[: p.dim() - len(s)] for p, s in zip(params, shapes)))
+        return torch.cat([p.expand(batch + s).reshape(batch + (-1,)) for p, s in zip(params, shapes)], -1), batch
