@@ -13,9 +13,9 @@ from .arviz import to_inference_data
 from .diagnostics.compare import Comparison, compare
 from .errors import LFIError
 from .guide.posterior import NeuralPosterior, NotFittedError
-from .infer import NLE, NPE, SNPE, ProposalError, RoundRecord, TrainingConfig, TrainingHistory
+from .infer import NLE, NPE, NRE, SNPE, ProposalError, RoundRecord, TrainingConfig, TrainingHistory
 from .infer.sequential.mixtures import GaussianDivisionError
-from .likelihood import NeuralLikelihood, surrogate
+from .likelihood import NeuralLikelihood, NeuralRatio, surrogate
 from .model.prior import Prior, UnsupportedPriorError
 from .model.simulator import DeclaredShapeError, Simulator, SimulatorLikelihoodError, SimulatorShapeError
 from .model.sites import ObservationError, SiteError
@@ -60,6 +60,7 @@ for _old, _new in MOVED_MODULES.items():
 __all__ = [
     "NLE",
     "NPE",
+    "NRE",
     "SNPE",
     "CampaignMismatchError",
     "Comparison",
@@ -69,6 +70,7 @@ __all__ = [
     "ModelError",
     "NeuralLikelihood",
     "NeuralPosterior",
+    "NeuralRatio",
     "NotFittedError",
     "ObservationError",
     "Prior",

@@ -6,6 +6,7 @@ from .loop import TrainingConfig, TrainingHistory, train_loop
 from .losses import npe_loss
 from .nle import NLE
 from .npe import NPE
+from .nre import NRE
 from .sequential.apt import atomic_apt_loss, mixture_apt_loss
 from .sequential.proposals import ProposalError
 from .sequential.rounds import SNPE, RoundRecord
@@ -13,6 +14,7 @@ from .sequential.rounds import SNPE, RoundRecord
 __all__ = [
     "NLE",
     "NPE",
+    "NRE",
     "SNPE",
     "EpochReport",
     "LogEpochs",

@@ -13,16 +13,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from ..baselines.tractable import TractableModel, tractable
-from .neural_likelihood import NeuralLikelihood
+from .site_estimator import SiteEstimator
 
 __all__ = ["surrogate"]
 
 
-def surrogate(model: Callable, likelihoods: NeuralLikelihood | Iterable[NeuralLikelihood]) -> TractableModel:
-    """``model`` with each trained likelihood's Simulator site scored by it (one likelihood per
-    site, matched by its ``observed`` name)."""
-    likelihoods = [likelihoods] if isinstance(likelihoods, NeuralLikelihood) else list(likelihoods)
+def surrogate(model: Callable, likelihoods: SiteEstimator | Iterable[SiteEstimator]) -> TractableModel:
+    r"""``model`` with each trained likelihood's (or ratio's) Simulator site scored by it (one per
+    site, matched by its ``observed`` name). With a :class:`~pyro_lfi.likelihood.NeuralRatio`
+    the site's log density is :math:`\log r(x, \psi)`, so MCMC samples prior times ratio."""
+    likelihoods = [likelihoods] if isinstance(likelihoods, SiteEstimator) else list(likelihoods)
     for likelihood in likelihoods:
         if not likelihood.is_built:
-            raise ValueError(f"the likelihood of site '{likelihood.observed}' is not trained: run pyro_lfi.NLE first")
+            raise ValueError(
+                f"the estimator of site '{likelihood.observed}' is not trained: run pyro_lfi.NLE or pyro_lfi.NRE first"
+            )
     return tractable(model, {likelihood.observed: likelihood for likelihood in likelihoods})

@@ -1,0 +1,85 @@
+r"""A learned likelihood-to-evidence ratio of one Simulator site (Hermans et al. 2020):
+
+.. math:: \log r_\phi(x, \psi) \approx \log \frac{p(x \mid \psi)}{p(x)},
+
+a classifier's logit telling pairs :math:`(\psi, x)` drawn together from the simulations from
+pairs drawn apart (:math:`\psi` and :math:`x` from the marginals of the *training* proposal).
+Relative to that marginal :math:`p(x)`, a ratio differs from the likelihood by a factor that
+does not depend on :math:`\psi`, so in a model it may replace the likelihood of one observation
+of the site, or of iid trials that share the training proposal's marginal: MCMC on the
+surrogate samples prior :math:`\times\, r`. Its log density is :math:`\log r`; it cannot be
+sampled from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import pyro.distributions as dist
+import torch
+
+from ..nn import MLP, Standardize
+from .site_estimator import SiteEstimator
+
+__all__ = ["NeuralRatio", "RatioLikelihood"]
+
+
+class NeuralRatio(SiteEstimator):
+    r""":math:`\log r_\phi(x, \psi)` of the Simulator site ``observed`` of ``model``: an MLP on
+    the standardized, concatenated parameters and flattened output.
+
+    :param hidden_features: widths of the MLP's hidden layers.
+    """
+
+    def __init__(self, model: Callable, observed: str = "x", hidden_features: Sequence[int] = (64, 64)):
+        super().__init__(model, observed)
+        self.hidden_features = tuple(hidden_features)
+        self.param_standardize: Standardize | None = None
+        self.x_standardize: Standardize | None = None
+        self.net: MLP | None = None
+
+    def create(self, psi: torch.Tensor, x: torch.Tensor) -> None:
+        self.param_standardize, self.x_standardize = Standardize(psi.shape[-1:]), Standardize(x.shape[-1:])
+        self.param_standardize.fit(psi)
+        self.x_standardize.fit(x)
+        self.net = MLP(psi.shape[-1] + x.shape[-1], 1, self.hidden_features)
+
+    def logit(self, psi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`\log r(x, \psi)` for flat ``psi`` ``[*batch, P]`` and ``x`` ``[*batch, D]``."""
+        self.require_built()
+        features = torch.cat([self.param_standardize(psi), self.x_standardize(x)], -1)
+        return self.net(features).squeeze(-1)
+
+    def forward(self, *params: torch.Tensor) -> RatioLikelihood:
+        """The ratio at the Simulator's parameters, as a Pyro distribution whose log density is
+        :math:`\\log r` (a factory for :func:`~pyro_lfi.baselines.tractable`)."""
+        psi, batch = self.flat_params(params)
+        return RatioLikelihood(self, psi, batch)
+
+
+class RatioLikelihood(dist.TorchDistribution):
+    """:math:`\\log r(x, \\psi)` as the log density of a site; not normalized over :math:`x` and
+    not to be sampled (the surrogate of a model uses it to score data only)."""
+
+    arg_constraints: dict = {}
+    support = dist.constraints.real
+
+    def __init__(self, ratio: NeuralRatio, psi: torch.Tensor, batch_shape: torch.Size):
+        self.ratio, self.psi = ratio, psi
+        super().__init__(batch_shape, ratio.event_shape, validate_args=False)
+
+    def expand(self, batch_shape, _instance=None) -> RatioLikelihood:
+        batch_shape = torch.Size(batch_shape)
+        return RatioLikelihood(self.ratio, self.psi.expand(batch_shape + self.psi.shape[-1:]), batch_shape)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        events = len(self.event_shape)
+        batch = torch.broadcast_shapes(value.shape[: value.dim() - events], self.batch_shape)
+        flat = value.expand(batch + self.event_shape).reshape(batch + (-1,))
+        return self.ratio.logit(self.psi.expand(batch + self.psi.shape[-1:]), flat)
+
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        raise NotImplementedError(
+            "a likelihood ratio scores data but cannot simulate them: condition the site on "
+            "observed data, or use a NeuralLikelihood to draw from"
+        )
