@@ -77,3 +77,22 @@ def test_clear_errors():
         lfi.NeuralLikelihood(linear_model, "y").build(sims)
     with pytest.raises(SiteError, match="Simulator"):
         lfi.NeuralLikelihood(linear_model, "theta").build(sims)
+
+
+def test_a_trained_likelihood_reloads_and_refuses_a_model_it_does_not_fit(single_trial_likelihood, tmp_path):
+    path = tmp_path / "likelihood.pt"
+    single_trial_likelihood.save(path)
+    loaded = lfi.NeuralLikelihood.load(path, trials_model)
+    theta, x = torch.tensor([0.2, 0.1]), torch.randn(3)
+    assert torch.allclose(loaded(theta).log_prob(x), single_trial_likelihood(theta).log_prob(x))
+
+    def three_parameters(x=None):
+        theta = pyro.sample("theta", dist.Normal(torch.zeros(3), 1.0).to_event(1))
+        return pyro.sample("x", lfi.Simulator(lambda t: t, theta), obs=x)
+
+    with pytest.raises(SiteError, match=r"shapes \[\(3,\)\]"):
+        lfi.NeuralLikelihood.load(path, three_parameters)
+    with pytest.raises(SiteError, match="no Simulator site"):
+        lfi.NeuralLikelihood.load(path, lambda: pyro.sample("x", dist.Normal(0.0, 1.0)))
+    with pytest.raises(ValueError, match=r"load it with NeuralLikelihood\.load"):
+        lfi.NeuralRatio.load(path, trials_model)

@@ -43,6 +43,11 @@ class NeuralLikelihood(SiteEstimator):
         self.param_standardize: Standardize | None = None
         self.estimator: ConditionalDensityEstimator | None = None
 
+    def options(self) -> dict:
+        if not isinstance(self.estimator_spec, str):
+            return dict(self.estimator_kwargs)  # load(..., estimator=the same callable)
+        return {"estimator": self.estimator_spec, **self.estimator_kwargs}
+
     def create(self, psi: torch.Tensor, x: torch.Tensor) -> None:
         self.param_standardize = Standardize((psi.shape[-1],))
         self.param_standardize.fit(psi)

@@ -38,6 +38,9 @@ class NeuralRatio(SiteEstimator):
         self.x_standardize: Standardize | None = None
         self.net: MLP | None = None
 
+    def options(self) -> dict:
+        return {"hidden_features": self.hidden_features}
+
     def create(self, psi: torch.Tensor, x: torch.Tensor) -> None:
         self.param_standardize, self.x_standardize = Standardize(psi.shape[-1:]), Standardize(x.shape[-1:])
         self.param_standardize.fit(psi)

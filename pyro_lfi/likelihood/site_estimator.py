@@ -4,6 +4,7 @@ lazily from the first simulations."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import torch
@@ -12,6 +13,7 @@ from torch import nn
 from ..errors import NotFittedError
 from ..simulation.simulations import Simulations
 from .inputs import simulator_inputs
+from .persistence import load_site_estimator, saved_site_estimator
 
 __all__ = ["SiteEstimator", "flatten_params"]
 
@@ -62,6 +64,26 @@ class SiteEstimator(nn.Module):
     def create(self, psi: torch.Tensor, x: torch.Tensor) -> None:
         """Create the networks from the training rows (flat ``psi`` and ``x``)."""
         raise NotImplementedError
+
+    def options(self) -> dict:
+        """The constructor's options to save (not the model, nor modules given by the user)."""
+        return {}
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Save the trained estimator: options, shapes and weights (not the model, nor the code
+        of a custom module, which :meth:`load` takes again)."""
+        torch.save(saved_site_estimator(self), path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, model: Callable, model_args: tuple = (), model_kwargs: dict | None = None,
+             **modules) -> SiteEstimator:
+        """Load an estimator written by :meth:`save` and attach ``model`` to it, after checking
+        that the model's site passes its Simulator parameters of the saved shapes (the model
+        runs once with ``model_args``/``model_kwargs``, without simulating). The file is
+        unpickled: load only files you trust.
+
+        :raises SiteError: if the model's site does not fit."""
+        return load_site_estimator(cls, path, model, model_args, model_kwargs or {}, modules)
 
     def flat_params(self, params: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Size]:
         r"""The model's parameters of the site, as passed to the Simulator, as one
