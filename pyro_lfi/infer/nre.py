@@ -17,11 +17,8 @@ import torch
 from torch.nn.functional import logsigmoid
 
 from ..likelihood import NeuralRatio
-from ..seeding import seeded
-from ..simulation.simulations import Simulations
-from .history import TrainingHistory
-from .loop import TrainingConfig, train_loop
-from .npe import OptimSpec, make_optimizer
+from .npe import OptimSpec
+from .site_estimation import SiteEstimation
 
 __all__ = ["LOSSES", "NRE", "bnre_loss", "nre_a_loss"]
 
@@ -48,34 +45,21 @@ def bnre_loss(ratio: NeuralRatio, psi: torch.Tensor, x: torch.Tensor, regulariza
 LOSSES = {"nre-a": nre_a_loss, "bnre": bnre_loss}
 
 
-class NRE:
+class NRE(SiteEstimation):
     """Neural ratio estimation of ``ratio``'s Simulator site of ``model`` with ``loss``
     (``"nre-a"`` or ``"bnre"``); ``config`` as for :class:`~pyro_lfi.NPE`."""
 
+    estimator_class = NeuralRatio
+
     def __init__(self, model, ratio: NeuralRatio, loss: str = "nre-a", optim: OptimSpec = None, **config):
-        if not isinstance(ratio, NeuralRatio):
-            raise TypeError(f"NRE needs a pyro_lfi.NeuralRatio, got {type(ratio).__name__}")
         if loss not in LOSSES:
             raise ValueError(f"unknown loss '{loss}'; choose one of {tuple(LOSSES)}")
-        self.model, self.ratio, self.loss, self.optim = model, ratio, LOSSES[loss], optim
-        self.config = TrainingConfig().updated(config, "NRE(...)")
-        self.history: list[TrainingHistory] = []
+        super().__init__(model, ratio, optim, **config)
+        self.loss_fn = LOSSES[loss]
 
-    def train(self, simulations: Simulations, *, model_args: tuple = (), model_kwargs: dict | None = None,
-              **config) -> TrainingHistory:
-        """Fit the ratio to every valid simulated trial of ``simulations``."""
-        options = self.config.updated(config, "NRE.train(...)")
-        kwargs = model_kwargs or {}
-        if not self.ratio.is_built:
-            with seeded(options.seed):
-                self.ratio.build(simulations, *model_args, **kwargs)
-        psi, x = self.ratio.training_pairs(simulations, *model_args, **kwargs)
-        optimizer = make_optimizer(self.optim, self.ratio.parameters(), options.learning_rate)
-        history = TrainingHistory()
-        try:
-            with seeded(options.seed):  # the permutations that pair parameters with other rows' data
-                train_loop(self.ratio, lambda p, xb: self.loss(self.ratio, p, xb), (psi, x), optimizer, options,
-                           history)
-        finally:
-            self.history.append(history)
-        return history
+    @property
+    def ratio(self) -> NeuralRatio:
+        return self.estimator
+
+    def loss(self, psi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self.loss_fn(self.estimator, psi, x)

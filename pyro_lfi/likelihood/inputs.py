@@ -20,21 +20,28 @@ from ..model.schema import SimulatorPlaceholders, is_simulator_site, read_schema
 from ..seeding import preserved_rng
 from ..simulation.trial import uncondition
 
-__all__ = ["simulator_inputs"]
+__all__ = ["SimulatorParams", "simulator_inputs"]
 
 _PLATE = "_lfi_inputs"
 
 
-class _Inputs(Messenger):
-    """Keeps the parameters of the Simulator at site ``name``, broadcast to its batch shape."""
+class SimulatorParams(Messenger):
+    """Keeps the parameters of the Simulator at site ``name``, broadcast to its batch shape
+    (``params`` stays ``None`` if the run has no Simulator site of that name)."""
 
     def __init__(self, name: str):
         super().__init__()
-        self.name, self.params = name, None
+        self.name, self.params, self.batch_shape = name, None, None
 
     def _pyro_sample(self, msg):
         if msg["name"] == self.name and is_simulator_site(msg):
-            self.params = simulator_of(msg).broadcast_params(msg["fn"].batch_shape)
+            self.batch_shape = msg["fn"].batch_shape
+            self.params = simulator_of(msg).broadcast_params(self.batch_shape)
+
+    @property
+    def event_shapes(self) -> list[tuple[int, ...]]:
+        """Each parameter's own shape (its batch dims removed)."""
+        return [tuple(p.shape[len(self.batch_shape) :]) for p in self.params]
 
 
 def simulator_inputs(
@@ -53,7 +60,7 @@ def simulator_inputs(
     if site not in schema.sites:
         raise SiteError(f"'{site}' is not a site of the model; its sites are {list(schema.sites)}")
     n = len(next(iter(latents.values())))
-    inputs = _Inputs(site)
+    inputs = SimulatorParams(site)
     with preserved_rng(), torch.no_grad(), poutine.block():
         inputs(schema.vectorize(placeholders, n, _PLATE, dict(latents)))(*args, **kwargs)
     if inputs.params is None:

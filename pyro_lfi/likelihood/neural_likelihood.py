@@ -12,15 +12,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import pyro.distributions as dist
 import torch
 from torch import nn
 
 from ..guide.estimators import EstimatorSpec, check_estimator_spec, make_estimator
 from ..nn import ConditionalDensityEstimator, Standardize
-from .site_estimator import SiteEstimator
+from .site_estimator import SiteDistribution, SiteEstimator
 
 __all__ = ["LearnedLikelihood", "NeuralLikelihood"]
+
+
+class LearnedLikelihood(SiteDistribution):
+    """The Pyro distribution of a :class:`NeuralLikelihood` at given parameters, which can be
+    sampled from as well as scored."""
+
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        with torch.no_grad():
+            flat = self.estimator.conditional(self.psi).sample(sample_shape)
+        return flat.reshape(flat.shape[:-1] + self.event_shape)
 
 
 class NeuralLikelihood(SiteEstimator):
@@ -33,6 +42,8 @@ class NeuralLikelihood(SiteEstimator):
     :param embedding_net: maps the standardized parameters ``[*batch, P]`` to features.
     :param estimator_kwargs: passed to the estimator.
     """
+
+    distribution = LearnedLikelihood
 
     def __init__(self, model: Callable, observed: str = "x", estimator: EstimatorSpec = "nsf",
                  embedding_net: nn.Module | None = None, **estimator_kwargs):
@@ -61,36 +72,5 @@ class NeuralLikelihood(SiteEstimator):
         self.require_built()
         return self.estimator(self.embedding_net(self.param_standardize(psi)))
 
-    def forward(self, *params: torch.Tensor) -> LearnedLikelihood:
-        """The learned distribution of the site given the Simulator's parameters, as the model
-        passes them (a factory for :func:`~pyro_lfi.baselines.tractable`)."""
-        psi, batch = self.flat_params(params)
-        return LearnedLikelihood(self, psi, batch)
-
-
-class LearnedLikelihood(dist.TorchDistribution):
-    """The Pyro distribution of a :class:`NeuralLikelihood` at given parameters: batch shape of
-    the parameters (their event dims as in training removed), event shape of one trial."""
-
-    arg_constraints: dict = {}
-    support = dist.constraints.real
-
-    def __init__(self, likelihood: NeuralLikelihood, psi: torch.Tensor, batch_shape: torch.Size):
-        self.likelihood, self.psi = likelihood, psi
-        super().__init__(batch_shape, likelihood.event_shape, validate_args=False)
-
-    def expand(self, batch_shape, _instance=None) -> LearnedLikelihood:
-        batch_shape = torch.Size(batch_shape)
-        return LearnedLikelihood(self.likelihood, self.psi.expand(batch_shape + self.psi.shape[-1:]), batch_shape)
-
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        events = len(self.event_shape)
-        batch = torch.broadcast_shapes(value.shape[: value.dim() - events], self.batch_shape)
-        flat = value.expand(batch + self.event_shape).reshape(batch + (-1,))
-        psi = self.psi.expand(batch + self.psi.shape[-1:])
-        return self.likelihood.conditional(psi).log_prob(flat)
-
-    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
-        with torch.no_grad():
-            flat = self.likelihood.conditional(self.psi).sample(sample_shape)
-        return flat.reshape(flat.shape[:-1] + self.event_shape)
+    def score(self, psi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self.conditional(psi).log_prob(x)

@@ -15,13 +15,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import pyro.distributions as dist
 import torch
 
 from ..nn import MLP, Standardize
-from .site_estimator import SiteEstimator
+from .site_estimator import SiteDistribution, SiteEstimator
 
 __all__ = ["NeuralRatio", "RatioLikelihood"]
+
+
+class RatioLikelihood(SiteDistribution):
+    """:math:`\\log r(x, \\psi)` as the log density of a site; not normalized over :math:`x` and
+    not to be sampled (the surrogate of a model uses it to score data only)."""
+
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        raise NotImplementedError(
+            "a likelihood ratio scores data but cannot simulate them: condition the site on "
+            "observed data, or use a NeuralLikelihood to draw from"
+        )
 
 
 class NeuralRatio(SiteEstimator):
@@ -30,6 +40,8 @@ class NeuralRatio(SiteEstimator):
 
     :param hidden_features: widths of the MLP's hidden layers.
     """
+
+    distribution = RatioLikelihood
 
     def __init__(self, model: Callable, observed: str = "x", hidden_features: Sequence[int] = (64, 64)):
         super().__init__(model, observed)
@@ -53,36 +65,5 @@ class NeuralRatio(SiteEstimator):
         features = torch.cat([self.param_standardize(psi), self.x_standardize(x)], -1)
         return self.net(features).squeeze(-1)
 
-    def forward(self, *params: torch.Tensor) -> RatioLikelihood:
-        """The ratio at the Simulator's parameters, as a Pyro distribution whose log density is
-        :math:`\\log r` (a factory for :func:`~pyro_lfi.baselines.tractable`)."""
-        psi, batch = self.flat_params(params)
-        return RatioLikelihood(self, psi, batch)
-
-
-class RatioLikelihood(dist.TorchDistribution):
-    """:math:`\\log r(x, \\psi)` as the log density of a site; not normalized over :math:`x` and
-    not to be sampled (the surrogate of a model uses it to score data only)."""
-
-    arg_constraints: dict = {}
-    support = dist.constraints.real
-
-    def __init__(self, ratio: NeuralRatio, psi: torch.Tensor, batch_shape: torch.Size):
-        self.ratio, self.psi = ratio, psi
-        super().__init__(batch_shape, ratio.event_shape, validate_args=False)
-
-    def expand(self, batch_shape, _instance=None) -> RatioLikelihood:
-        batch_shape = torch.Size(batch_shape)
-        return RatioLikelihood(self.ratio, self.psi.expand(batch_shape + self.psi.shape[-1:]), batch_shape)
-
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        events = len(self.event_shape)
-        batch = torch.broadcast_shapes(value.shape[: value.dim() - events], self.batch_shape)
-        flat = value.expand(batch + self.event_shape).reshape(batch + (-1,))
-        return self.ratio.logit(self.psi.expand(batch + self.psi.shape[-1:]), flat)
-
-    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
-        raise NotImplementedError(
-            "a likelihood ratio scores data but cannot simulate them: condition the site on "
-            "observed data, or use a NeuralLikelihood to draw from"
-        )
+    def score(self, psi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self.logit(psi, x)

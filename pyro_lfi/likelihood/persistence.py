@@ -7,12 +7,12 @@ import os
 from collections.abc import Callable
 
 import torch
-from pyro.poutine.messenger import Messenger
 
 from ..errors import SiteError
-from ..model.schema import SimulatorPlaceholders, is_simulator_site, read_schema, simulator_of
+from ..model.schema import SimulatorPlaceholders, read_schema
 from ..seeding import preserved_rng
 from ..simulation.trial import uncondition
+from .inputs import SimulatorParams
 
 __all__ = ["SITE_ESTIMATOR_FORMAT", "load_site_estimator", "saved_site_estimator"]
 
@@ -51,31 +51,18 @@ def load_site_estimator(cls, path: str | os.PathLike, model: Callable, args: tup
     return estimator.eval()
 
 
-class _ParamShapes(Messenger):
-    """Records the event shapes of the parameters the Simulator at site ``name`` receives."""
-
-    def __init__(self, name: str):
-        super().__init__()
-        self.name, self.shapes = name, None
-
-    def _pyro_sample(self, msg):
-        if msg["name"] == self.name and is_simulator_site(msg):
-            batch = msg["fn"].batch_shape
-            self.shapes = [tuple(p.shape[len(batch) :]) for p in simulator_of(msg).broadcast_params(batch)]
-
-
 def _check_site(path, model: Callable, saved: dict, args: tuple, kwargs: dict) -> None:
     """Refuse a model whose site ``observed`` is not a Simulator with the saved parameter shapes."""
     name, saved_shapes = saved["observed"], [tuple(s) for s in saved["param_shapes"]]
-    recorder = _ParamShapes(name)
+    recorder = SimulatorParams(name)
     with preserved_rng():
         schema = read_schema(recorder(SimulatorPlaceholders(0.0)(uncondition(model, None))), args, kwargs)
-    if recorder.shapes is None:
+    if recorder.params is None:
         raise SiteError(
             f"the model has no Simulator site '{name}' for the estimator in {path}; its sites are {list(schema.sites)}"
         )
-    if recorder.shapes != saved_shapes:
+    if recorder.event_shapes != saved_shapes:
         raise SiteError(
-            f"site '{name}' passes its Simulator parameters of shapes {recorder.shapes}, but the estimator in "
+            f"site '{name}' passes its Simulator parameters of shapes {recorder.event_shapes}, but the estimator in "
             f"{path} was trained on {saved_shapes}: load it into the model it was trained for"
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+import pyro.distributions as dist
 import torch
 from torch import nn
 
@@ -15,7 +16,7 @@ from ..simulation.simulations import Simulations
 from .inputs import simulator_inputs
 from .persistence import load_site_estimator, saved_site_estimator
 
-__all__ = ["SiteEstimator", "flatten_params"]
+__all__ = ["SiteDistribution", "SiteEstimator", "flatten_params"]
 
 
 def flatten_params(params: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -23,9 +24,35 @@ def flatten_params(params: tuple[torch.Tensor, ...]) -> torch.Tensor:
     return torch.cat([p.reshape(len(p), -1) for p in params], -1)
 
 
+class SiteDistribution(dist.TorchDistribution):
+    """A :class:`SiteEstimator` at given parameters ``psi`` ``[*batch, P]``: the parameters'
+    batch shape, one trial's event shape, and the estimator's :meth:`~SiteEstimator.score` as
+    log density (broadcast over the value's batch dims, e.g. iid trials)."""
+
+    arg_constraints: dict = {}
+    support = dist.constraints.real
+
+    def __init__(self, estimator: SiteEstimator, psi: torch.Tensor, batch_shape: torch.Size):
+        self.estimator, self.psi = estimator, psi
+        super().__init__(batch_shape, estimator.event_shape, validate_args=False)
+
+    def expand(self, batch_shape, _instance=None) -> SiteDistribution:
+        batch_shape = torch.Size(batch_shape)
+        return type(self)(self.estimator, self.psi.expand(batch_shape + self.psi.shape[-1:]), batch_shape)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        events = len(self.event_shape)
+        batch = torch.broadcast_shapes(value.shape[: value.dim() - events], self.batch_shape)
+        flat = value.expand(batch + self.event_shape).reshape(batch + (-1,))
+        return self.estimator.score(self.psi.expand(batch + self.psi.shape[-1:]), flat)
+
+
 class SiteEstimator(nn.Module):
     """Base of the learned likelihood and ratio of the Simulator site ``observed`` of ``model``;
-    subclasses create their networks in :meth:`create`."""
+    subclasses create their networks in :meth:`create` and score data in :meth:`score`."""
+
+    #: what :meth:`forward` returns
+    distribution: type[SiteDistribution] = SiteDistribution
 
     def __init__(self, model: Callable, observed: str = "x"):
         super().__init__()
@@ -56,7 +83,10 @@ class SiteEstimator(nn.Module):
 
     def build(self, simulations: Simulations, *args, **kwargs) -> SiteEstimator:
         """Create the networks and fit the standardizations from the valid rows."""
-        psi, x = self.training_pairs(simulations, *args, **kwargs)
+        return self.create_for(*self.training_pairs(simulations, *args, **kwargs))
+
+    def create_for(self, psi: torch.Tensor, x: torch.Tensor) -> SiteEstimator:
+        """Create the networks for the rows of :meth:`training_pairs` and fit the standardizations."""
         self.event_shape = x.shape[1:]
         self.create(psi, x.reshape(len(x), -1))
         return self
@@ -64,6 +94,16 @@ class SiteEstimator(nn.Module):
     def create(self, psi: torch.Tensor, x: torch.Tensor) -> None:
         """Create the networks from the training rows (flat ``psi`` and ``x``)."""
         raise NotImplementedError
+
+    def score(self, psi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The site's log density of flat outputs ``x`` ``[*batch, D]`` given flat ``psi``."""
+        raise NotImplementedError
+
+    def forward(self, *params: torch.Tensor) -> SiteDistribution:
+        """The estimator at the Simulator's parameters, as the model passes them, as a Pyro
+        distribution (a factory for :func:`~pyro_lfi.baselines.tractable`)."""
+        psi, batch = self.flat_params(params)
+        return self.distribution(self, psi, batch)
 
     def options(self) -> dict:
         """The constructor's options to save (not the model, nor modules given by the user)."""
