@@ -17,8 +17,9 @@ from ..guide.posterior import NeuralPosterior
 from ..options import split_options
 from ..seeding import preserved_rng, seeded
 from ..simulation.campaign import simulate
+from ..simulation.simulations import Simulations
 
-__all__ = ["CalibrationDraws", "CalibrationOptions", "calibration_draws"]
+__all__ = ["CalibrationDraws", "CalibrationOptions", "calibration_draws", "valid_prior_predictive"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,21 @@ class CalibrationDraws:
         return len(next(iter(self.draws.values())))
 
 
+def valid_prior_predictive(
+    guide: NeuralPosterior, model: Callable, num_simulations: int, args: tuple, seed: int | None, model_kwargs: dict
+) -> Simulations:
+    """The valid rows of ``num_simulations`` prior-predictive simulations of ``model`` (its
+    sites ``guide.observed`` left free), without a progress bar.
+
+    :raises ValueError: if none is valid."""
+    sims = simulate(
+        model, num_simulations, *args, seed=seed, observed=guide.observed, progress=False, model_kwargs=model_kwargs
+    )
+    if sims.num_valid == 0:
+        raise ValueError(f"no valid simulations among {num_simulations}: {sims.summary()}")
+    return sims[sims.valid]
+
+
 @torch.no_grad()
 def calibration_draws(
     guide: NeuralPosterior,
@@ -89,12 +105,7 @@ def calibration_draws(
         options.num_simulations, options.num_posterior_samples, options.seed, options.batch_size
     )
     sites = guide.require_built()
-    sims = simulate(
-        model, num_simulations, *args, seed=seed, observed=guide.observed, progress=False, model_kwargs=kwargs
-    )
-    if sims.num_valid == 0:
-        raise ValueError(f"no valid simulations among {num_simulations}: {sims.summary()}")
-    sims = sims[sims.valid]
+    sims = valid_prior_predictive(guide, model, num_simulations, args, seed, kwargs)
     x = sites.flat_data({n: sims.values[n] for n in guide.observed})
     z_true = sites.to_unconstrained(sims.latents)
     zs, log_q_truth, log_q_draws = [], [], []

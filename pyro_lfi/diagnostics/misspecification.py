@@ -31,7 +31,7 @@ import torch
 
 from ..guide.posterior import NeuralPosterior
 from ..seeding import preserved_rng, seeded
-from ..simulation.campaign import simulate
+from .draws import valid_prior_predictive
 
 __all__ = ["MisspecificationResult", "misspecification"]
 
@@ -109,12 +109,8 @@ def _simulated_flat(
     guide: NeuralPosterior, model: Callable, args: tuple, num: int, seed, model_kwargs: dict
 ) -> torch.Tensor:
     """Flat observations ``[n_valid, *x_shape]`` of ``num`` prior-predictive simulations."""
-    sites = guide.require_built()
-    sims = simulate(model, num, *args, seed=seed, observed=guide.observed, progress=False, model_kwargs=model_kwargs)
-    if sims.num_valid == 0:
-        raise ValueError(f"no valid simulations among {num}: {sims.summary()}")
-    valid = sims[sims.valid]
-    return sites.flat_data({n: valid.values[n] for n in guide.observed})
+    valid = valid_prior_predictive(guide, model, num, args, seed, model_kwargs)
+    return guide.require_built().flat_data({n: valid.values[n] for n in guide.observed})
 
 
 def _observations(guide: NeuralPosterior, args: tuple, kwargs: dict) -> torch.Tensor:
