@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..progress import progress_bar
+from ..seeding import seeded
 from .config import TrainingConfig
 from .history import EpochReport, TrainingEvent, TrainingHistory
 
@@ -266,9 +267,15 @@ class MovingAverage:
                 torch._foreach_copy_(self.parameters, own)
 
 
+#: seed of the draws a loss makes while validating (the atoms of contrastive losses): the same
+#: every epoch, so that the validation loss compares weights and not draws
+VALIDATION_SEED = 20_240_511
+
+
 @torch.no_grad()
 def _evaluate(module: nn.Module, loss: Callable, data: Sequence[torch.Tensor], chunk: int = 4096) -> float:
     module.eval()
     n = len(data[0])
-    total = sum(loss(*(d[i : i + chunk] for d in data)).item() * min(chunk, n - i) for i in range(0, n, chunk))
+    with seeded(VALIDATION_SEED):
+        total = sum(loss(*(d[i : i + chunk] for d in data)).item() * min(chunk, n - i) for i in range(0, n, chunk))
     return total / n

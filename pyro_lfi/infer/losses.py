@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["npe_loss"]
+__all__ = ["npe_loss", "other_rows"]
 
 
 def npe_loss(guide, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -22,3 +22,11 @@ def npe_loss(guide, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     \mid x))` (Papamakarios & Murray 2016); with :math:`z_i` from a proposal :math:`\tilde p` it
     fits the proposal posterior :math:`\tilde p(z \mid x) \propto p(x \mid z)\,\tilde p(z)`."""
     return -guide.estimate(x).log_prob(z).mean()
+
+
+def other_rows(n: int, k: int, device: torch.device | None = None) -> torch.Tensor:
+    """``[n, k]`` indices of rows of a batch of ``n`` other than each row's own, drawn without
+    replacement: the contrasting atoms of the atomic APT and NRE-C losses."""
+    if not 1 <= k < n:
+        raise ValueError(f"cannot draw {k} other rows from a batch of {n}: lower num_atoms or raise batch_size")
+    return torch.multinomial(torch.ones(n, n, device=device).fill_diagonal_(0.0), k)

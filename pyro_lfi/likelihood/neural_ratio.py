@@ -16,11 +16,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+from torch import nn
 
 from ..nn import MLP, Standardize
 from .site_estimator import SiteDistribution, SiteEstimator
 
 __all__ = ["NeuralRatio", "RatioLikelihood"]
+
+#: the activations a ratio's MLP may use, by name (a name is what a saved ratio records)
+ACTIVATIONS = {"silu": nn.SiLU, "elu": nn.ELU, "tanh": nn.Tanh, "relu": nn.ReLU}
 
 
 class RatioLikelihood(SiteDistribution):
@@ -39,25 +43,35 @@ class NeuralRatio(SiteEstimator):
     the standardized, concatenated parameters and flattened output.
 
     :param hidden_features: widths of the MLP's hidden layers.
+    :param activation: the MLP's activation, ``"silu"`` (the default), ``"elu"``, ``"tanh"`` or
+        ``"relu"``. A smooth one gives the log ratio smooth curvature in :math:`\psi`, which is
+        what the posterior's scale comes from (on a linear Gaussian, ReLU's piecewise-linear
+        ratio gave narrower posteriors: C2ST 0.53-0.56 against 0.51-0.52 with SiLU).
     """
 
     distribution = RatioLikelihood
+    saved_defaults = {"activation": "relu"}  # ratios saved before 0.3 had ReLU MLPs
 
-    def __init__(self, model: Callable, observed: str = "x", hidden_features: Sequence[int] = (64, 64)):
+    def __init__(
+        self, model: Callable, observed: str = "x", hidden_features: Sequence[int] = (64, 64), activation: str = "silu"
+    ):
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation '{activation}'; choose one of {tuple(ACTIVATIONS)}")
         super().__init__(model, observed)
         self.hidden_features = tuple(hidden_features)
+        self.activation = activation
         self.param_standardize: Standardize | None = None
         self.x_standardize: Standardize | None = None
         self.net: MLP | None = None
 
     def options(self) -> dict:
-        return {"hidden_features": self.hidden_features}
+        return {"hidden_features": self.hidden_features, "activation": self.activation}
 
     def create(self, psi: torch.Tensor, x: torch.Tensor) -> None:
         self.param_standardize, self.x_standardize = Standardize(psi.shape[-1:]), Standardize(x.shape[-1:])
         self.param_standardize.fit(psi)
         self.x_standardize.fit(x)
-        self.net = MLP(psi.shape[-1] + x.shape[-1], 1, self.hidden_features)
+        self.net = MLP(psi.shape[-1] + x.shape[-1], 1, self.hidden_features, ACTIVATIONS[self.activation])
 
     def logit(self, psi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         r""":math:`\log r(x, \psi)` for flat ``psi`` ``[*batch, P]`` and ``x`` ``[*batch, D]``."""

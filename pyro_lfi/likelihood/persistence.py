@@ -42,7 +42,7 @@ def load_site_estimator(cls, path: str | os.PathLike, model: Callable, args: tup
     if saved["class"] != cls.__name__:
         raise ValueError(f"{path} holds a {saved['class']}, not a {cls.__name__}: load it with {saved['class']}.load")
     _check_site(path, model, saved, args, kwargs)
-    estimator = cls(model, saved["observed"], **saved["options"], **modules)
+    estimator = cls(model, saved["observed"], **{**cls.saved_defaults, **saved["options"]}, **modules)
     estimator.event_shape = torch.Size(saved["event_shape"])
     estimator.param_shapes = tuple(torch.Size(s) for s in saved["param_shapes"])
     psi = torch.randn(4, sum(s.numel() for s in estimator.param_shapes))

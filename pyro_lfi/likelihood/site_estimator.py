@@ -51,6 +51,9 @@ class SiteEstimator(nn.Module):
     """Base of the learned likelihood and ratio of the Simulator site ``observed`` of ``model``;
     subclasses create their networks in :meth:`create` and score data in :meth:`score`."""
 
+    #: options that files saved before the option existed were trained with
+    saved_defaults: dict = {}
+
     #: what :meth:`forward` returns
     distribution: type[SiteDistribution] = SiteDistribution
 

@@ -14,7 +14,7 @@ from torch.distributions import Distribution
 
 from ...guide.posterior import NeuralPosterior
 from ...model.prior import Prior
-from ..losses import npe_loss
+from ..losses import npe_loss, other_rows
 from .method import RoundLoss, SequentialMethod, unrestricted_only
 from .mixtures import is_gaussian_mixture, log_mixture_overlap
 from .proposals import GuideProposal, PriorTimesMixture, Proposal
@@ -42,7 +42,7 @@ def atomic_apt_loss(
     atoms = min(num_atoms, n)
     if atoms < 2:
         raise ValueError(f"the atomic loss needs at least 2 atoms, got num_atoms={num_atoms} and {n} rows")
-    others = torch.multinomial(1.0 - torch.eye(n, device=z.device), atoms - 1)  # [n, atoms-1], never i
+    others = other_rows(n, atoms - 1, z.device)  # [n, atoms-1], never i
     index = torch.cat([torch.arange(n, device=z.device)[:, None], others], dim=1).T  # [atoms, n]; row 0: own
     context = guide.embed(x)
     q = guide.estimator(context.expand((atoms,) + context.shape))
