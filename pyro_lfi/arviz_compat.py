@@ -27,6 +27,7 @@ __all__ = [
     "group",
     "group_names",
     "is_result",
+    "legend_handle",
     "plot_forest",
     "plot_pair",
     "plot_pit_ecdf",
@@ -144,18 +145,29 @@ def plot_pit_ecdf(pit: Mapping[str, np.ndarray], ci_prob: float) -> Any:
     return fig
 
 
-def plot_forest(results: Mapping[str, Result], var_names: Sequence[str], hdi_prob: float) -> Any:
-    """Forest plot of each result's credible intervals side by side (combined chains); returns the figure."""
+def plot_forest(draws: Mapping[str, Mapping[str, np.ndarray]], var_names: Sequence[str], hdi_prob: float) -> Any:
+    """Forest plot of the credible intervals (``hdi_prob``; ArviZ 1.x: equal-tailed, with the
+    50% one) of draws ``method -> name -> [n, ...]`` side by side; returns the figure. Under
+    ArviZ 1.x every method needs the same ``n``: its plot aligns them draw by draw."""
+    results = {m: from_datasets({"posterior": dataset({v: d[v][None] for v in var_names})}) for m, d in draws.items()}
     if ARVIZ_1:
         plot = az.plot_forest(
-            dict(results), var_names=list(var_names), combined=True, ci_probs=[0.5, hdi_prob], backend="matplotlib"
+            results, var_names=list(var_names), combined=True, ci_probs=[0.5, hdi_prob], backend="matplotlib"
         )
+        figure_of(plot).legend(handles=[legend_handle(f"C{i}", m) for i, m in enumerate(results)], loc="upper right")
     else:
         plot = az.plot_forest(
             list(results.values()), model_names=list(results), var_names=list(var_names), combined=True,
             hdi_prob=hdi_prob,
         )
     return figure_of(plot)
+
+
+def legend_handle(color: str, label: str) -> Any:
+    """A legend entry: a marker of ``color`` named ``label``."""
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], color=color, marker="o", linestyle="", label=label)
 
 
 def plot_pair(draws: Mapping[str, Mapping[str, np.ndarray]], var_names: Sequence[str]) -> Any:

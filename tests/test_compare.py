@@ -66,6 +66,8 @@ def test_compare_figures_render(comparison):
     forest = comparison.plot_forest()
     assert sum(ax.get_visible() and ax.has_data() for ax in pair.axes) == 3  # a 2-d variable: a scatter, 2 marginals
     assert [t.get_text() for t in pair.legends[0].get_texts()] == ["exact", "NPE", "NUTS", "shifted"]
+    drawn = [line.get_xdata() for ax in forest.axes for line in ax.lines]
+    assert any(np.isfinite(np.asarray(x, dtype=float)).any() for x in drawn)  # intervals, not NaN
     for fig in (pair, forest):
         assert _png(fig).startswith(b"\x89PNG")
 

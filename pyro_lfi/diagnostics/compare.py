@@ -10,7 +10,16 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
-from ..arviz_compat import Result, group, group_names, is_result, plot_forest, plot_pair, result_type_name
+from ..arviz_compat import (
+    Result,
+    group,
+    group_names,
+    is_result,
+    legend_handle,
+    plot_forest,
+    plot_pair,
+    result_type_name,
+)
 from .c2st import c2st
 from .sample_arrays import posterior_draws, posterior_matrix
 
@@ -38,30 +47,26 @@ class Comparison:
     def plot_pair(self, num_draws: int = 1000, seed: int = 0):
         """Overlaid pair plot (ArviZ scatter plus marginal densities), one colour per method,
         ``num_draws`` random draws of each. Returns the matplotlib figure."""
-        rng = np.random.default_rng(seed)
-        draws = {}
-        for name, idata in self.posteriors.items():
-            pooled = posterior_draws(idata, self.var_names)
-            n = len(pooled[self.var_names[0]])
-            rows = np.sort(rng.choice(n, min(n, num_draws), replace=False))
-            draws[name] = {v: values[rows] for v, values in pooled.items()}
-        fig = plot_pair(draws, self.var_names)
-        fig.legend(handles=[_legend_handle(f"C{i}", n) for i, n in enumerate(self.posteriors)], loc="upper right")
+        fig = plot_pair(self.draws(num_draws, seed), self.var_names)
+        fig.legend(handles=[legend_handle(f"C{i}", n) for i, n in enumerate(self.posteriors)], loc="upper right")
         return fig
 
-    def plot_forest(self, hdi_prob: float = 0.94):
-        """ArviZ forest plot of every method's credible intervals side by side. Returns the
-        matplotlib figure."""
-        fig = plot_forest(self.posteriors, self.var_names, hdi_prob)
+    def plot_forest(self, hdi_prob: float = 0.94, seed: int = 0):
+        """ArviZ forest plot of every method's credible intervals side by side, each from as many
+        draws as the method with the fewest has (chains pooled). Returns the matplotlib figure."""
+        fig = plot_forest(self.draws(None, seed), self.var_names, hdi_prob)
         fig.tight_layout()
         return fig
 
-
-def _legend_handle(color: str, label: str) -> Any:
-    """A legend entry: a marker of ``color`` named ``label``."""
-    from matplotlib.lines import Line2D
-
-    return Line2D([], [], color=color, marker="o", linestyle="", label=label)
+    def draws(self, num_draws: int | None = None, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+        """``method -> variable -> [n, ...]``: ``n`` random draws of each method, chains pooled, in
+        their order; ``n`` is ``num_draws`` or the most every method has (default: the fewest any has)."""
+        rng = np.random.default_rng(seed)
+        pooled = {name: posterior_draws(idata, self.var_names) for name, idata in self.posteriors.items()}
+        sizes = [len(p[self.var_names[0]]) for p in pooled.values()]
+        n = min(sizes) if num_draws is None else num_draws
+        rows = [np.sort(rng.choice(size, min(size, n), replace=False)) for size in sizes]
+        return {name: {v: a[r] for v, a in p.items()} for (name, p), r in zip(pooled.items(), rows)}
 
 
 def _wall_time(name: str, idata: Result, wall_time: Mapping[str, float] | None) -> float:
