@@ -169,7 +169,8 @@ for label, idata in (("NPE", amortized), ("APT", sequential)):
 
 # %%
 if lfi.arviz_compat.ARVIZ_1:  # arviz-plots: scatter and marginal densities (ground truth: `truth`)
-    az.plot_pair(sequential, var_names=["theta"], visuals={"scatter": {"alpha": 0.3}}, backend="matplotlib")
+    with az.rc_context({"plot.max_subplots": 64}):  # 8 x 8 panels
+        az.plot_pair(sequential, var_names=["theta"], visuals={"scatter": {"alpha": 0.3}}, backend="matplotlib")
     plt.gcf().suptitle("APT posterior at the synthetic recording")
 else:
     axes = az.plot_pair(
