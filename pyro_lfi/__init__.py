@@ -2,14 +2,14 @@
 
 Write the simulator as the data site of an ordinary Pyro model (:class:`Simulator`), simulate
 (:func:`simulate`), train an amortized neural posterior guide (:class:`NeuralPosterior`,
-:class:`NPE`) and export the posterior to ArviZ (:func:`to_inference_data`).
+:class:`NPE`) and export the posterior to ArviZ (:func:`to_inference_data`, :func:`from_mcmc`).
 """
 
 import importlib
 import sys
 
 from . import baselines, diagnostics, errors, guide, infer, likelihood, model, nn, simulation
-from .arviz import to_inference_data
+from .arviz import from_mcmc, to_inference_data
 from .diagnostics.compare import Comparison, compare
 from .errors import LFIError
 from .guide.posterior import NeuralPosterior, NotFittedError
@@ -92,6 +92,7 @@ __all__ = [
     "compare",
     "diagnostics",
     "errors",
+    "from_mcmc",
     "guide",
     "infer",
     "likelihood",

@@ -1,18 +1,26 @@
-"""Export of a trained guide to :class:`arviz.InferenceData`, one method per group."""
+"""Export to ArviZ: a trained guide's posterior at one observation (:func:`to_inference_data`),
+one method per group, and a Pyro MCMC run (:func:`from_mcmc`), both built as an
+:class:`xarray.DataTree` and returned as the installed ArviZ's result (:mod:`pyro_lfi.arviz_compat`)."""
 
 from __future__ import annotations
 
-import arviz as az
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+
 import numpy as np
 import torch
+from pyro import poutine
+from pyro.infer import MCMC, Predictive
+from pyro.poutine.util import prune_subsample_sites
 
+from .arviz_compat import Result, dataset, from_datasets
 from .guide.posterior import NeuralPosterior
 from .model.sites import ObservationError, read_observation
-from .seeding import seeded
+from .seeding import preserved_rng, seeded
 from .simulation.campaign import simulate
 from .simulation.simulations import Simulations
 
-__all__ = ["to_inference_data"]
+__all__ = ["from_mcmc", "to_inference_data"]
 
 
 def _numpy(values: dict[str, torch.Tensor], chains: int | None = None) -> dict[str, np.ndarray]:
@@ -68,6 +76,14 @@ def _prior_groups(prior: Simulations) -> dict[str, dict[str, np.ndarray]]:
     return {"prior": _numpy(valid.latents, 1), "prior_predictive": _numpy(valid.data, 1)}
 
 
+def _groups(arrays: Mapping[str, Mapping[str, np.ndarray]], coords: dict | None, dims: dict | None) -> Result:
+    """The result whose groups are ``arrays`` (``observed_data`` without chain and draw dims)."""
+    sample_dims = {name: () if name == "observed_data" else ("chain", "draw") for name in arrays}
+    return from_datasets(
+        {name: dataset(arrays[name], sample_dims=sample_dims[name], coords=coords, dims=dims) for name in arrays}
+    )
+
+
 def to_inference_data(
     guide: NeuralPosterior,
     *args,
@@ -80,9 +96,10 @@ def to_inference_data(
     seed: int | None = None,
     model_kwargs: dict | None = None,
     **kwargs,
-) -> az.InferenceData:
+) -> Result:
     """The posterior of ``guide`` at the observation ``model(*args, **kwargs)`` receives, as
-    :class:`arviz.InferenceData`.
+    ArviZ's result: an :class:`xarray.DataTree` under ArviZ 1.x, :class:`arviz.InferenceData`
+    under 0.x.
 
     Groups: ``posterior`` (``num_samples`` independent draws as ``num_chains`` chains, so that
     ArviZ's ``r_hat`` and ESS are defined; one variable per latent site), ``sample_stats``
@@ -92,8 +109,8 @@ def to_inference_data(
 
     :param num_chains: how many chains the draws are split into (``num_samples`` must be a
         multiple); 1 gives one chain of every draw, as before 0.2.
-    :param coords: coordinates, as in :func:`arviz.from_dict`.
-    :param dims: dims of each variable, as in :func:`arviz.from_dict`.
+    :param coords: coordinates of dims (default ``0, 1, ...``), as in :func:`arviz.from_dict`.
+    :param dims: dims of each variable after ``chain`` and ``draw`` (default ``{name}_dim_{i}``).
     :param seed: seed of the draws (and of the predictive simulations).
     :param model_kwargs: the model's keyword arguments (also given as keywords of their own),
         for one named like a parameter of this function (e.g. ``prior`` or ``seed``).
@@ -108,7 +125,107 @@ def to_inference_data(
         groups["posterior_predictive"] = converter.posterior_predictive()
     if prior is not None:
         groups.update(_prior_groups(prior))
-    idata = az.from_dict(**groups, coords=coords, dims=dims)
-    for group in idata.groups():
-        idata[group].attrs["inference_library"] = "pyro_lfi"
-    return idata
+    return _groups(groups, coords, dims)
+
+
+def from_mcmc(
+    mcmc: MCMC,
+    *args,
+    coords: dict | None = None,
+    dims: dict | None = None,
+    log_likelihood: bool = True,
+    **kwargs,
+) -> Result:
+    """A Pyro :class:`~pyro.infer.MCMC` run (NUTS or HMC, on a tractable model or on one scored
+    by a learned likelihood, :func:`~pyro_lfi.surrogate`) as ArviZ's result, its chains kept.
+
+    Groups: ``posterior`` (every latent site, ``[chain, draw, ...]``), ``sample_stats``
+    (``diverging``; ``lp``, the model's log joint density of each draw in its constrained
+    parameters), ``observed_data`` and, with ``log_likelihood=True``, ``log_likelihood`` (each
+    observed site's log density at each draw). ``lp`` and ``log_likelihood`` come from one
+    vectorized trace of the model; a model that cannot be vectorized (un-annotated batch dims)
+    goes without them, with a warning.
+
+    :param args: the model's arguments as given to ``mcmc.run`` (default: those of the last run).
+    :param coords: coordinates of dims, as in :func:`to_inference_data`.
+    :param dims: dims of each variable after ``chain`` and ``draw``.
+    :param kwargs: the model's keyword arguments as given to ``mcmc.run``.
+    """
+    if not args and not kwargs:  # what the last run received (Pyro keeps it on the MCMC object)
+        args, kwargs = getattr(mcmc, "_args", ()), getattr(mcmc, "_kwargs", {})
+    samples = mcmc.get_samples(group_by_chain=True)
+    posterior = {name: value.detach().cpu().numpy() for name, value in samples.items()}
+    chains, draws = next(iter(posterior.values())).shape[:2]
+    groups = {"posterior": posterior, "sample_stats": {"diverging": _diverging(mcmc, chains, draws)}}
+    model = getattr(mcmc.kernel, "model", None)
+    if model is not None:
+        with preserved_rng(), torch.no_grad():
+            sites = _sample_sites(poutine.trace(model).get_trace(*args, **kwargs))
+            densities = _log_densities(model, mcmc.get_samples(), args, kwargs, sites)
+        observed = {name: site["value"].cpu().numpy() for name, site in sites.items() if site["is_observed"]}
+        if observed:
+            groups["observed_data"] = observed
+        if densities is not None:
+            lp, site_log_likelihood = densities
+            groups["sample_stats"]["lp"] = lp.reshape(chains, draws)
+            if log_likelihood and site_log_likelihood:
+                groups["log_likelihood"] = {
+                    name: value.reshape(chains, draws, *value.shape[1:]) for name, value in site_log_likelihood.items()
+                }
+    return _groups(groups, coords, dims)
+
+
+def _diverging(mcmc: MCMC, chains: int, draws: int) -> np.ndarray:
+    """``[chain, draw]``: whether each draw's trajectory diverged (as the kernel reported it)."""
+    diverging = np.zeros((chains, draws), dtype=bool)
+    divergences = mcmc.diagnostics().get("divergences", {})
+    for chain in range(chains):
+        diverging[chain, divergences.get(f"chain {chain}", [])] = True
+    return diverging
+
+
+def _sample_sites(trace: poutine.Trace) -> dict[str, dict]:
+    """The sample sites of ``trace``, plates' subsample sites and deterministic sites left out."""
+    return {
+        name: site
+        for name, site in prune_subsample_sites(trace).nodes.items()
+        if site["type"] == "sample" and not site["infer"].get("_deterministic")
+    }
+
+
+def _vectorizable(samples: dict[str, torch.Tensor], sites: dict[str, dict]) -> dict[str, torch.Tensor]:
+    """Draws ``[n, *value_shape]`` as ``[n, 1, ..., *value_shape]``, aligned with the plate that
+    vectorizes the model over them (Pyro's ``Predictive`` pads only sites without event dims)."""
+    dims = [f.dim for site in sites.values() for f in site["cond_indep_stack"] if f.vectorized]
+    nesting = -min(dims) if dims else 0
+    padded = {}
+    for name, value in samples.items():
+        pad = nesting - len(sites[name]["fn"].batch_shape) if name in sites else 0
+        padded[name] = value.reshape(len(value), *(1,) * pad, *value.shape[1:])
+    return padded
+
+
+def _log_densities(
+    model: Callable, samples: dict[str, torch.Tensor], args: Sequence, kwargs: Mapping, sites: dict[str, dict]
+) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+    """``(lp [n], observed site -> log density [n, ...])`` at the ``n`` draws ``samples``, from one
+    vectorized trace of the model (``sites``: those of one plain run); ``None`` (with a warning)
+    where the model cannot be vectorized."""
+    n = len(next(iter(samples.values())))
+    try:
+        predictive = Predictive(model, posterior_samples=_vectorizable(samples, sites))
+        vectorized = _sample_sites(predictive.get_vectorized_trace(*args, **kwargs))
+        log_probs = {name: site["fn"].log_prob(site["value"]) for name, site in vectorized.items()}
+        lp = sum(v.reshape(len(v), -1).sum(-1) if v.dim() else v for v in log_probs.values()).expand(n)
+        log_likelihood = {  # each observed site's log density per draw, in the shape of one plain run's
+            name: log_probs[name].reshape(n, *site["fn"].log_prob(site["value"]).shape).cpu().numpy()
+            for name, site in sites.items()
+            if site["is_observed"]
+        }
+    except Exception as error:  # any model code may fail under vectorization
+        warnings.warn(
+            f"could not trace the model vectorized over the draws ({error}): no lp and no log_likelihood group",
+            stacklevel=3,
+        )
+        return None
+    return lp.cpu().numpy(), log_likelihood

@@ -9,17 +9,20 @@ import pytest
 import torch
 
 import pyro_lfi as lfi
+from pyro_lfi.arviz_compat import group, group_names
 from pyro_lfi.baselines import amortized_vi, mcmc, tractable
 from pyro_lfi.diagnostics import c2st
 
 from .models import NOISE, A, linear_model, linear_posterior
 from .trained_guides import X_O, linear_guide, linear_nuts  # noqa: F401 (fixtures)
 
+pytestmark = pytest.mark.arviz
+
 LINEAR = {"x": lambda theta: dist.Normal(theta @ A.T, NOISE).to_event(1)}
 
 
 def _theta(idata) -> torch.Tensor:
-    return torch.as_tensor(idata.posterior["theta"].values.reshape(-1, 2), dtype=torch.float32)
+    return torch.as_tensor(group(idata, "posterior")["theta"].values.reshape(-1, 2), dtype=torch.float32)
 
 
 @pytest.fixture
@@ -29,11 +32,13 @@ def nuts_linear(linear_nuts):  # noqa: F811
 
 def test_mcmc_matches_analytic_linear_posterior(nuts_linear):
     idata = nuts_linear
-    assert set(idata.posterior.data_vars) == {"theta"}
-    assert idata.posterior["theta"].shape == (1, 600, 2)
-    torch.testing.assert_close(torch.as_tensor(idata.observed_data["x"].values, dtype=torch.float32), X_O)
-    assert idata.posterior.attrs["sampling_time"] > 0
-    assert "log_likelihood" in idata.groups()  # the vectorized trace works through the handler
+    posterior = group(idata, "posterior")
+    assert set(posterior.data_vars) == {"theta"}
+    assert posterior["theta"].shape == (1, 600, 2)
+    torch.testing.assert_close(torch.as_tensor(group(idata, "observed_data")["x"].values, dtype=torch.float32), X_O)
+    assert posterior.attrs["sampling_time"] > 0
+    assert "log_likelihood" in group_names(idata)  # the vectorized trace works through the handler
+    assert set(group(idata, "sample_stats").data_vars) == {"diverging", "lp"}
     exact = linear_posterior(X_O)
     torch.manual_seed(0)
     assert c2st(_theta(idata), exact.sample((600,)), seed=0) <= 0.55
@@ -42,7 +47,7 @@ def test_mcmc_matches_analytic_linear_posterior(nuts_linear):
 
 def test_mcmc_and_npe_export_share_variable_names(nuts_linear, linear_guide):  # noqa: F811
     npe = lfi.to_inference_data(linear_guide, x=X_O, num_samples=600, seed=0)
-    assert set(npe.posterior.data_vars) == set(nuts_linear.posterior.data_vars)
+    assert set(group(npe, "posterior").data_vars) == set(group(nuts_linear, "posterior").data_vars)
     assert c2st(npe, nuts_linear, seed=0) <= 0.58  # NPE (2000 simulations) and NUTS agree
 
 
@@ -59,7 +64,7 @@ def test_mcmc_on_plated_simulator_site_conjugate_posterior():
     )
     precision = 1 / 2.0**2 + 8
     mean, sd = x.sum() / precision, precision**-0.5
-    draws = torch.as_tensor(idata.posterior["mu"].values.ravel())
+    draws = torch.as_tensor(group(idata, "posterior")["mu"].values.ravel())
     assert abs(draws.mean() - mean) < 0.06
     assert abs(draws.std() - sd) < 0.06
 
@@ -94,8 +99,8 @@ def test_amortized_vi_agrees_with_analytic_posterior_and_nuts(vi_linear, nuts_li
     # the negative ELBO falls (it starts around 30 nats from an untrained guide)
     assert sum(result.losses[-50:]) / 50 < sum(result.losses[:10]) / 10 - 5
     idata = result.to_inference_data(x=X_O, num_samples=1000, seed=0)
-    assert set(idata.posterior.data_vars) == {"theta"}
-    assert idata.posterior.attrs["training_time"] == result.training_time
+    assert set(group(idata, "posterior").data_vars) == {"theta"}
+    assert group(idata, "posterior").attrs["training_time"] == result.training_time
     # 300 steps of reverse KL: 0.6 leaves room for a small bias in the sd of an unconverged
     # guide while still failing a guide off by half a posterior sd in the mean (C2ST ~0.69)
     torch.manual_seed(0)

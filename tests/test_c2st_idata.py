@@ -1,10 +1,12 @@
-"""C2ST between InferenceData posteriors."""
+"""C2ST between ArviZ posteriors (InferenceData under ArviZ 0.x, DataTree under 1.x)."""
 
-import arviz as az
 import numpy as np
 import pytest
 
+from pyro_lfi.arviz_compat import dataset, from_datasets
 from pyro_lfi.diagnostics import c2st
+
+pytestmark = pytest.mark.arviz
 
 
 def _idata(shift=0.0, chains=1, seed=0, **extra):
@@ -12,7 +14,7 @@ def _idata(shift=0.0, chains=1, seed=0, **extra):
     draws = 1000 // chains
     posterior = {"theta": rng.normal(shift, 1.0, (chains, draws, 2)), "s": rng.normal(0, 1, (chains, draws))}
     posterior.update(extra)
-    return az.from_dict(posterior=posterior)
+    return from_datasets({"posterior": dataset(posterior)})
 
 
 def test_c2st_inference_data_same_and_shifted():
@@ -34,4 +36,4 @@ def test_c2st_inference_data_errors():
     with pytest.raises(ValueError, match=r"\[.phi.\] are not in the posterior of a"):
         c2st(_idata(), _idata(), var_names=["theta", "phi"])
     with pytest.raises(ValueError, match="without a posterior group"):
-        c2st(_idata(), az.from_dict(prior={"theta": np.zeros((1, 10, 2))}))
+        c2st(_idata(), from_datasets({"prior": dataset({"theta": np.zeros((1, 10, 2))})}))

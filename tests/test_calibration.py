@@ -76,6 +76,7 @@ def test_calibration_draws_shapes_and_seed(guide):
     torch.testing.assert_close(a.log_q_truth[:5], guide.log_prob({"theta": a.truth["theta"][:5]}, x=x[:5]))
 
 
+@pytest.mark.arviz  # its plot
 def test_sbc_passes_for_trained_guide_and_fails_when_overconfident(guide):
     good = sbc(guide, linear_model, num_simulations=500, num_posterior_samples=100, seed=1)
     assert good.ranks["theta"].shape == (500, 2)
@@ -126,6 +127,7 @@ def test_bad_arguments(guide):
         sbc(lfi.NeuralPosterior(linear_model), linear_model, num_simulations=10)
 
 
+@pytest.mark.arviz  # its plot
 def test_sbc_and_coverage_on_several_sites_of_different_supports():
     from .models import multi_model
 

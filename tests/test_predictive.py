@@ -1,17 +1,19 @@
-"""Posterior-predictive checks on exported InferenceData."""
+"""Posterior-predictive checks on exported ArviZ results."""
 
 import io
 
 import arviz as az
 import matplotlib.pyplot as plt
-import numpy as np
 import pytest
 import torch
 
 import pyro_lfi as lfi
+from pyro_lfi.arviz_compat import ARVIZ_1, figure_of
 from pyro_lfi.diagnostics import predictive_check
 
 from .trained_guides import X_O, linear_guide  # noqa: F401 (a fixture)
+
+pytestmark = pytest.mark.arviz
 
 
 def test_predictive_check_typical_and_outlying_observation(linear_guide):  # noqa: F811
@@ -29,8 +31,8 @@ def test_predictive_check_typical_and_outlying_observation(linear_guide):  # noq
     summed = predictive_check(odd, summary=lambda x: x.sum(-1, keepdims=True))
     assert 0 <= summed.pvalue["x"] <= 1
     buffer = io.BytesIO()
-    axes = az.plot_ppc(typical, num_pp_samples=50, random_seed=0)
-    np.atleast_1d(axes).flat[0].figure.savefig(buffer, format="png")
+    plot = az.plot_ppc_dist(typical) if ARVIZ_1 else az.plot_ppc(typical, num_pp_samples=50, random_seed=0)
+    figure_of(plot).savefig(buffer, format="png")
     plt.close("all")
     assert buffer.getvalue().startswith(b"\x89PNG")
 

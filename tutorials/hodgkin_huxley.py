@@ -168,16 +168,21 @@ for label, idata in (("NPE", amortized), ("APT", sequential)):
 # the prior - and some draws do not spike at all; the full budget is what makes it sharp.
 
 # %%
-axes = az.plot_pair(
-    sequential, var_names=["theta"], kind="scatter" if FAST else "kde", marginals=True, textsize=9,
-    figsize=(12, 12), scatter_kwargs={"alpha": 0.3, "s": 3},
-)
-values = list(truth.values())
-for i in range(len(values)):  # mark the ground truth: vertical lines on the marginals, stars elsewhere
-    axes[i, i].axvline(values[i], color="black")
-    for j in range(i + 1, len(values)):
-        axes[j, i].plot(values[i], values[j], marker="*", color="black", markersize=10)
-plt.gcf().suptitle("APT posterior at the synthetic recording (ground truth in black)")
+if lfi.arviz_compat.ARVIZ_1:  # arviz-plots: scatter and marginal densities (ground truth: `truth`)
+    with az.rc_context({"plot.max_subplots": 64}):  # 8 x 8 panels
+        az.plot_pair(sequential, var_names=["theta"], visuals={"scatter": {"alpha": 0.3}}, backend="matplotlib")
+    plt.gcf().suptitle("APT posterior at the synthetic recording")
+else:
+    axes = az.plot_pair(
+        sequential, var_names=["theta"], kind="scatter" if FAST else "kde", marginals=True, textsize=9,
+        figsize=(12, 12), scatter_kwargs={"alpha": 0.3, "s": 3},
+    )
+    values = list(truth.values())
+    for i in range(len(values)):  # mark the ground truth: vertical lines on the marginals, stars elsewhere
+        axes[i, i].axvline(values[i], color="black")
+        for j in range(i + 1, len(values)):
+            axes[j, i].plot(values[i], values[j], marker="*", color="black", markersize=10)
+    plt.gcf().suptitle("APT posterior at the synthetic recording (ground truth in black)")
 plt.savefig(os.path.join(OUT, "hh_pair.png"), dpi=80)
 plt.close("all")
 

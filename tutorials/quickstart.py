@@ -76,7 +76,8 @@ print("MAP:", guide.map(x=x_o)["theta"].tolist())
 # %%
 idata = lfi.to_inference_data(guide, x=x_o, num_samples=4000, posterior_predictive=True, seed=0)
 print(az.summary(idata, kind="stats"))
-az.plot_pair(idata, var_names=["theta"], kind="kde", marginals=True)
+# ArviZ 1.x (arviz-plots) draws a scatter with marginal densities by default; 0.x is asked to
+az.plot_pair(idata, var_names=["theta"], **({} if lfi.arviz_compat.ARVIZ_1 else {"kind": "kde", "marginals": True}))
 path = os.path.join(OUT, "quickstart_pair.png")
 plt.savefig(path, dpi=80)
 print("pair plot written to", path)

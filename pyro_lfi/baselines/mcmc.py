@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import arviz as az
 from pyro.infer import MCMC, NUTS
 
+from ..arviz import from_mcmc
+from ..arviz_compat import Result, set_attrs
 from ..seeding import preserved_rng, seeded
 from .tractable import Likelihood, tractable
 
@@ -25,16 +26,18 @@ def mcmc(
     progress: bool = False,
     kernel_kwargs: dict | None = None,
     **kwargs,
-) -> az.InferenceData:
+) -> Result:
     """Sample the posterior of ``model(*args, **kwargs)`` with NUTS, the observation given the way
     the model receives it (e.g. ``x=x_o``).
 
     Each :class:`~pyro_lfi.Simulator` site is replaced by ``likelihood[name](*simulator_params)``
     (see :mod:`pyro_lfi.baselines.tractable`); with ``likelihood=None`` the model must already be
     tractable (a separate likelihood-based version of it). The result is
-    ``az.from_pyro(mcmc)``: variables named as the model's latent sites, as
-    :func:`pyro_lfi.to_inference_data` names them; the posterior's ``sampling_time`` attribute
-    holds the wall time in seconds. The global RNG state is left untouched.
+    :func:`pyro_lfi.from_mcmc` of the run (an :class:`xarray.DataTree` under ArviZ 1.x,
+    :class:`arviz.InferenceData` under 0.x): variables named as the model's latent sites, as
+    :func:`pyro_lfi.to_inference_data` names them, ``num_chains`` chains; the posterior's
+    ``sampling_time`` attribute holds the wall time in seconds. The global RNG state is left
+    untouched.
 
     :param warmup_steps: NUTS adaptation steps per chain (default ``num_samples``).
     :param kernel_kwargs: passed to :class:`pyro.infer.NUTS` (e.g. ``target_accept_prob``).
@@ -51,6 +54,6 @@ def mcmc(
         start = time.perf_counter()
         sampler.run(*args, **kwargs)
         elapsed = time.perf_counter() - start
-        idata = az.from_pyro(sampler)
-    idata.posterior.attrs["sampling_time"] = elapsed
-    return idata
+        result = from_mcmc(sampler, *args, **kwargs)
+    set_attrs(result, "posterior", {"sampling_time": elapsed})
+    return result

@@ -24,7 +24,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import arviz as az
 import pyro
 import torch
 from pyro import poutine
@@ -32,6 +31,7 @@ from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import ClippedAdam
 
 from ..arviz import to_inference_data
+from ..arviz_compat import Result, set_attrs
 from ..errors import SiteError
 from ..guide.posterior import NeuralPosterior
 from ..model.schema import read_schema
@@ -55,12 +55,12 @@ class AmortizedVI:
     losses: list[float] = field(default_factory=list)
     training_time: float = 0.0
 
-    def to_inference_data(self, *args, **kwargs) -> az.InferenceData:
+    def to_inference_data(self, *args, **kwargs) -> Result:
         """:func:`pyro_lfi.to_inference_data` of the trained guide (same arguments), with
         ``training_time`` in the posterior's attributes."""
-        idata = to_inference_data(self.guide, *args, **kwargs)
-        idata.posterior.attrs["training_time"] = self.training_time
-        return idata
+        result = to_inference_data(self.guide, *args, **kwargs)
+        set_attrs(result, "posterior", {"training_time": self.training_time})
+        return result
 
 
 def _check_keywords(model: Callable, names: tuple[str, ...]) -> None:

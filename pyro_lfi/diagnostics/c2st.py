@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..arviz_compat import is_result
 from .sample_arrays import Samples, posterior_draws, posterior_variables, samples_matrix
 
 __all__ = ["c2st"]
@@ -66,10 +67,11 @@ def c2st(
         whose entries are flattened and concatenated in sorted-key order.
     :param b: samples in the same form as ``a`` (same ``d`` / same keys and shapes).
 
-    ``a`` and ``b`` may also be :class:`arviz.InferenceData` (or one of them, the other a dict):
+    ``a`` and ``b`` may also be ArviZ results, :class:`arviz.InferenceData` (ArviZ 0.x) or
+    :class:`xarray.DataTree` (1.x), or one of them, the other a dict:
     their ``posterior`` groups are compared, chains and draws pooled, variable by variable.
 
-    :param var_names: with InferenceData, the posterior variables to compare (default: all; both
+    :param var_names: with ArviZ results, the posterior variables to compare (default: all; both
         must then have the same variables).
     :param seed: seed of the fold split, the subsampling and the network initialization.
     :param n_folds: number of cross-validation folds (at least 2).
@@ -88,11 +90,9 @@ def c2st(
 
 def _paired_matrices(a: Samples, b: Samples, var_names: list[str] | None) -> tuple[np.ndarray, np.ndarray]:
     """``a`` and ``b`` as float64 matrices ``[n, d]`` of the same columns (same keys, shapes)."""
-    from arviz import InferenceData
-
-    if isinstance(a, InferenceData):
+    if is_result(a):
         a = posterior_draws(a, posterior_variables(a, "a", var_names))
-    if isinstance(b, InferenceData):
+    if is_result(b):
         b = posterior_draws(b, posterior_variables(b, "b", var_names))
     if isinstance(a, Mapping) != isinstance(b, Mapping):
         raise TypeError("a and b must both be dicts or both be arrays/tensors")

@@ -1,4 +1,4 @@
-"""Side-by-side comparison of posteriors (NPE, NUTS, VI, ...) as ArviZ InferenceData."""
+"""Side-by-side comparison of posteriors (NPE, NUTS, VI, ...) as ArviZ results (InferenceData or DataTree)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,18 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
+from ..arviz_compat import (
+    Result,
+    group,
+    group_names,
+    is_result,
+    legend_handle,
+    plot_forest,
+    plot_pair,
+    result_type_name,
+)
 from .c2st import c2st
-from .sample_arrays import posterior_matrix
+from .sample_arrays import posterior_draws, posterior_matrix
 
 __all__ = ["Comparison", "compare"]
 
@@ -23,13 +33,13 @@ TIME_ATTRS = ("sampling_time", "training_time")
 class Comparison:
     """The posteriors being compared, and the table :func:`compare` computed.
 
-    :ivar posteriors: method name -> InferenceData.
+    :ivar posteriors: method name -> ArviZ result (``InferenceData`` under ArviZ 0.x, ``DataTree`` under 1.x).
     :ivar reference: the reference method's name.
     :ivar var_names: the posterior variables compared.
     :ivar table: one row per method (see :func:`compare`).
     """
 
-    posteriors: dict[str, az.InferenceData]
+    posteriors: dict[str, Result]
     reference: str
     var_names: list[str]
     table: pd.DataFrame
@@ -37,68 +47,44 @@ class Comparison:
     def plot_pair(self, num_draws: int = 1000, seed: int = 0):
         """Overlaid pair plot (ArviZ scatter plus marginal densities), one colour per method,
         ``num_draws`` random draws of each. Returns the matplotlib figure."""
-        rng = np.random.default_rng(seed)
-        axes = None
-        for i, (name, idata) in enumerate(self.posteriors.items()):
-            posterior = az.extract(idata, var_names=self.var_names, keep_dataset=True)
-            n = posterior.sizes["sample"]
-            posterior = posterior.isel(sample=np.sort(rng.choice(n, min(n, num_draws), replace=False)))
-            data = az.from_dict(
-                posterior={v: posterior[v].transpose("sample", ...).values[None] for v in self.var_names}
-            )
-            axes = az.plot_pair(
-                data,
-                var_names=self.var_names,
-                kind="scatter",
-                marginals=True,
-                ax=axes,
-                scatter_kwargs={"color": f"C{i}", "alpha": 0.25, "label": name},
-                marginal_kwargs={"color": f"C{i}"},
-                textsize=9,
-            )
-        grid = np.atleast_2d(axes)
-        fig = grid.flat[0].figure
-        fig.legend(handles=[_legend_handle(f"C{i}", n) for i, n in enumerate(self.posteriors)], loc="upper right")
+        fig = plot_pair(self.draws(num_draws, seed), self.var_names)
+        fig.legend(handles=[legend_handle(f"C{i}", n) for i, n in enumerate(self.posteriors)], loc="upper right")
         return fig
 
-    def plot_forest(self, hdi_prob: float = 0.94):
-        """ArviZ forest plot of every method's credible intervals side by side. Returns the
-        matplotlib figure."""
-        axes = az.plot_forest(
-            list(self.posteriors.values()),
-            model_names=list(self.posteriors),
-            var_names=self.var_names,
-            combined=True,
-            hdi_prob=hdi_prob,
-        )
-        fig = np.atleast_1d(axes).flat[0].figure
+    def plot_forest(self, hdi_prob: float = 0.94, seed: int = 0):
+        """ArviZ forest plot of every method's credible intervals side by side, each from as many
+        draws as the method with the fewest has (chains pooled). Returns the matplotlib figure."""
+        fig = plot_forest(self.draws(None, seed), self.var_names, hdi_prob)
         fig.tight_layout()
         return fig
 
+    def draws(self, num_draws: int | None = None, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+        """``method -> variable -> [n, ...]``: ``n`` random draws of each method, chains pooled, in
+        their order; ``n`` is ``num_draws`` or the most every method has (default: the fewest any has)."""
+        rng = np.random.default_rng(seed)
+        pooled = {name: posterior_draws(idata, self.var_names) for name, idata in self.posteriors.items()}
+        sizes = [len(p[self.var_names[0]]) for p in pooled.values()]
+        n = min(sizes) if num_draws is None else num_draws
+        rows = [np.sort(rng.choice(size, min(size, n), replace=False)) for size in sizes]
+        return {name: {v: a[r] for v, a in p.items()} for (name, p), r in zip(pooled.items(), rows)}
 
-def _legend_handle(color: str, label: str) -> Any:
-    """A legend entry: a marker of ``color`` named ``label``."""
-    from matplotlib.lines import Line2D
 
-    return Line2D([], [], color=color, marker="o", linestyle="", label=label)
-
-
-def _wall_time(name: str, idata: az.InferenceData, wall_time: Mapping[str, float] | None) -> float:
+def _wall_time(name: str, idata: Result, wall_time: Mapping[str, float] | None) -> float:
     """``wall_time[name]``, else the first time attribute of the posterior (:data:`TIME_ATTRS`), else NaN."""
     if wall_time is not None and name in wall_time:
         return float(wall_time[name])
-    attrs = idata.posterior.attrs
+    attrs = group(idata, "posterior").attrs
     return next((float(attrs[a]) for a in TIME_ATTRS if a in attrs), float("nan"))
 
 
-def _min_ess(idata: az.InferenceData, var_names: Sequence[str]) -> float:
+def _min_ess(idata: Result, var_names: Sequence[str]) -> float:
     """The smallest bulk effective sample size over every element of ``var_names``."""
     ess = az.ess(idata, var_names=list(var_names))
     return float(min(ess[v].values.min() for v in var_names))
 
 
 def compare(
-    posteriors: Mapping[str, az.InferenceData],
+    posteriors: Mapping[str, Result],
     reference: str,
     *,
     var_names: Sequence[str] | None = None,
@@ -121,7 +107,8 @@ def compare(
       ``training_time`` attribute (as :func:`~pyro_lfi.baselines.mcmc` and
       :func:`~pyro_lfi.baselines.amortized_vi` record them), else NaN.
 
-    :param posteriors: method name -> :class:`arviz.InferenceData` with a posterior group.
+    :param posteriors: method name -> ArviZ result with a posterior group (:class:`arviz.InferenceData`
+        under ArviZ 0.x, :class:`xarray.DataTree` under 1.x).
     :param reference: the name of the reference method (a key of ``posteriors``).
     :param var_names: variables to compare (default: those all posteriors share).
     :param classifier: C2ST classifier, ``"mlp"`` (sbibm's) or ``"fast"``.
@@ -143,21 +130,21 @@ def compare(
     return Comparison(ordered, reference, var_names, table)
 
 
-def _checked_posteriors(posteriors: Mapping[str, az.InferenceData], reference: str) -> dict[str, az.InferenceData]:
-    """``posteriors`` as a dict, checked: InferenceData with a posterior group, ``reference`` among them."""
+def _checked_posteriors(posteriors: Mapping[str, Result], reference: str) -> dict[str, Result]:
+    """``posteriors`` as a dict, checked: ArviZ results with a posterior group, ``reference`` among them."""
     posteriors = dict(posteriors)
     if reference not in posteriors:
         raise KeyError(f"reference {reference!r} is not one of the posteriors {list(posteriors)}")
     for name, idata in posteriors.items():
-        if not isinstance(idata, az.InferenceData) or "posterior" not in idata.groups():
-            raise TypeError(f"posteriors[{name!r}] must be an InferenceData with a posterior group")
+        if not is_result(idata) or "posterior" not in group_names(idata):
+            raise TypeError(f"posteriors[{name!r}] must be an {result_type_name()} with a posterior group")
     return posteriors
 
 
-def _shared_variables(posteriors: dict[str, az.InferenceData], reference: str) -> list[str]:
+def _shared_variables(posteriors: dict[str, Result], reference: str) -> list[str]:
     """The variables every posterior has, in the reference's order."""
-    shared = set.intersection(*(set(i.posterior.data_vars) for i in posteriors.values()))
-    var_names = [v for v in posteriors[reference].posterior.data_vars if v in shared]
+    shared = set.intersection(*(set(group(i, "posterior").data_vars) for i in posteriors.values()))
+    var_names = [v for v in group(posteriors[reference], "posterior").data_vars if v in shared]
     if not var_names:
         raise ValueError("the posteriors share no variables; pass var_names=")
     return var_names
@@ -165,7 +152,7 @@ def _shared_variables(posteriors: dict[str, az.InferenceData], reference: str) -
 
 def _row(
     name: str,
-    idata: az.InferenceData,
+    idata: Result,
     x: np.ndarray,
     ref: np.ndarray,
     var_names: Sequence[str],

@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import arviz as az
 import numpy as np
+
+from ..arviz_compat import Result, group, group_names
 
 __all__ = ["PredictiveCheck", "predictive_check"]
 
@@ -37,32 +38,34 @@ def _mahalanobis(s: np.ndarray, mean: np.ndarray, precision: np.ndarray) -> np.n
 
 
 def predictive_check(
-    idata: az.InferenceData,
+    idata: Result,
     summary: Callable[[np.ndarray], np.ndarray] | None = None,
     var_names: Sequence[str] | None = None,
 ) -> PredictiveCheck:
     """Distance of the observation to its posterior-predictive distribution, per observed
-    variable of ``idata`` (needs the ``posterior_predictive`` and ``observed_data`` groups, as
-    ``pyro_lfi.to_inference_data(..., posterior_predictive=True)`` writes them; the same
-    InferenceData works with :func:`arviz.plot_ppc`).
+    variable of ``idata``, an ArviZ result (``InferenceData`` or ``DataTree``) with the
+    ``posterior_predictive`` and ``observed_data`` groups, as
+    ``pyro_lfi.to_inference_data(..., posterior_predictive=True)`` writes them (the same result
+    works with ArviZ's posterior-predictive plots: ``plot_ppc`` in 0.x, ``plot_ppc_dist`` in 1.x).
 
     :param summary: maps data ``[n, *shape]`` to statistics ``[n, k]``; default: the data
         flattened. Predictive draws with non-finite statistics (failed simulations) are dropped.
     :param var_names: observed variables to check (default: all in ``observed_data``).
     """
-    for group in ("posterior_predictive", "observed_data"):
-        if group not in idata.groups():
+    for needed in ("posterior_predictive", "observed_data"):
+        if needed not in group_names(idata):
             raise ValueError(
-                f"idata has no {group} group: export it with "
+                f"idata has no {needed} group: export it with "
                 "pyro_lfi.to_inference_data(guide, ..., posterior_predictive=True)"
             )
-    names = list(idata.observed_data.data_vars) if var_names is None else list(var_names)
+    observed_data, predictive = group(idata, "observed_data"), group(idata, "posterior_predictive")
+    names = list(observed_data.data_vars) if var_names is None else list(var_names)
     distance, pvalue = {}, {}
     for name in names:
-        if name not in idata.posterior_predictive or name not in idata.observed_data:
+        if name not in predictive or name not in observed_data:
             raise ValueError(f"variable {name!r} is not in both posterior_predictive and observed_data")
-        observed = idata.observed_data[name].values
-        draws = idata.posterior_predictive[name].values
+        observed = observed_data[name].values
+        draws = predictive[name].transpose("chain", "draw", ...).values
         draws = draws.reshape((-1,) + draws.shape[2:])
         if draws.shape[1:] != observed.shape:
             raise ValueError(

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..arviz_compat import group, group_names
+
 __all__ = [
     "Layout",
     "Samples",
@@ -24,7 +26,7 @@ __all__ = [
 ]
 
 ArrayLike = torch.Tensor | np.ndarray
-#: Draws ``[n, d]``, a dict ``name -> [n, ...]`` of them, or an :class:`arviz.InferenceData`.
+#: Draws ``[n, d]``, a dict ``name -> [n, ...]`` of them, or an ArviZ result (``InferenceData``, ``DataTree``).
 Samples = ArrayLike | Mapping[str, ArrayLike] | Any
 #: The ``(key, event_shape)`` of each entry of a dict of draws, in column order.
 Layout = list[tuple[str, tuple[int, ...]]]
@@ -70,24 +72,22 @@ def samples_matrix(x: Samples, what: str) -> tuple[np.ndarray, Layout | None]:
 def posterior_variables(idata: Any, what: str, var_names: Sequence[str] | None = None) -> list[str]:
     """``var_names`` (default: every variable) of the ``posterior`` group of ``idata``, checked:
     a ``ValueError`` naming ``what`` if the group or a variable is missing."""
-    if "posterior" not in idata.groups():
-        raise ValueError(f"{what} is an InferenceData without a posterior group")
-    names = list(idata.posterior.data_vars) if var_names is None else list(var_names)
-    unknown = [n for n in names if n not in idata.posterior.data_vars]
+    if "posterior" not in group_names(idata):
+        raise ValueError(f"{what} is an ArviZ result without a posterior group")
+    variables = list(group(idata, "posterior").data_vars)
+    names = variables if var_names is None else list(var_names)
+    unknown = [n for n in names if n not in variables]
     if unknown:
-        raise ValueError(
-            f"variables {unknown} are not in the posterior of {what}, which has "
-            f"{list(idata.posterior.data_vars)}"
-        )
+        raise ValueError(f"variables {unknown} are not in the posterior of {what}, which has {variables}")
     return names
 
 
 def posterior_draws(idata: Any, var_names: Sequence[str]) -> dict[str, np.ndarray]:
     """The posterior variables ``var_names`` of ``idata`` as ``name -> [chain * draw, ...]``
     (chains pooled)."""
-    out = {}
+    out, posterior = {}, group(idata, "posterior")
     for name in var_names:
-        values = idata.posterior[name].values
+        values = posterior[name].transpose("chain", "draw", ...).values
         out[name] = values.reshape((-1,) + values.shape[2:])
     return out
 

@@ -19,6 +19,7 @@ from typing import Literal
 import numpy as np
 from scipy import stats
 
+from ..arviz_compat import ARVIZ_1, plot_pit_ecdf
 from ..guide.posterior import NeuralPosterior
 from .draws import CalibrationOptions, calibration_draws
 
@@ -58,9 +59,12 @@ class SBCResult:
         return bool(flat.min() >= alpha / flat.size)
 
     def plot(self, ci_prob: float = 0.95, npoints: int = 100):
-        """ECDF-difference plot of each element's PIT against :math:`U(0, 1)`, with ArviZ's
-        simultaneous confidence band of probability ``ci_prob`` (Säilynoja et al. 2022).
-        Returns the matplotlib figure."""
+        """ECDF-difference plot of each element's PIT against :math:`U(0, 1)`: with ArviZ 0.x
+        (``plot_ecdf``) a simultaneous confidence band of probability ``ci_prob`` (Säilynoja et
+        al. 2022), with ArviZ 1.x (``plot_ecdf_pit``) its band of the ``pot_c`` uniformity test,
+        points outside probability ``ci_prob`` marked. Returns the matplotlib figure."""
+        if ARVIZ_1:
+            return plot_pit_ecdf(self.pit, ci_prob)
         import arviz as az
         import matplotlib.pyplot as plt
 
