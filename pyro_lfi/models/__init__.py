@@ -4,9 +4,22 @@
   (Pospischil et al. 2008 kinetics, the 8-parameter setting of Gonçalves et al. 2020), batched in
   torch, with a fused (``torch.compile``) integrator. Its constants, protocol, statistics and raw
   integrators live in that subpackage; the Pyro-facing pieces are re-exported here.
+* :mod:`pyro_lfi.models.receptive_field`: a V1 simple cell, a Gabor receptive field in a
+  Bernoulli GLM driven by white-noise images, observed through its spike-triggered average and
+  spike count (a sufficient statistic), with the GLM's exact likelihood for NUTS.
 """
 
-from . import hodgkin_huxley
+from . import hodgkin_huxley, receptive_field
 from .hodgkin_huxley import hodgkin_huxley_model, hodgkin_huxley_prior, hodgkin_huxley_simulator
+from .receptive_field import receptive_field_likelihood, receptive_field_model, receptive_field_simulator
 
-__all__ = ["hodgkin_huxley", "hodgkin_huxley_model", "hodgkin_huxley_prior", "hodgkin_huxley_simulator"]
+__all__ = [
+    "hodgkin_huxley",
+    "hodgkin_huxley_model",
+    "hodgkin_huxley_prior",
+    "hodgkin_huxley_simulator",
+    "receptive_field",
+    "receptive_field_likelihood",
+    "receptive_field_model",
+    "receptive_field_simulator",
+]
