@@ -42,3 +42,18 @@ def test_raw_traces_tutorial(tmp_path):
     assert "statistics: trained" in stdout and "raw trace: trained" in stdout
     assert "c2st(statistics, raw trace)" in stdout
     assert (tmp_path / "raw_traces_marginals.png").stat().st_size > 10_000
+
+
+def test_receptive_field_tutorial(tmp_path):
+    stdout = run_tutorial("receptive_field.py", tmp_path)
+    assert "short: c2st(NPE, NUTS)" in stdout and "long: c2st(NPE, NUTS)" in stdout
+    assert (tmp_path / "rf_fields.png").stat().st_size > 5_000 and (tmp_path / "rf_pair.png").stat().st_size > 10_000
+
+
+def test_integrate_and_fire_tutorial(tmp_path):
+    stdout = run_tutorial("integrate_and_fire.py", tmp_path)
+    assert "NPE: trained" in stdout and "NLE + NUTS, 3 trials" in stdout and "NLE + NUTS, 10 trials" in stdout
+    assert "c2st(NPE, NLE+NUTS)" in stdout and "SBC passed:" in stdout
+    assert (tmp_path / "if_raster.png").stat().st_size > 5_000
+    for name in ("if_pair.png", "if_sbc.png"):
+        assert (tmp_path / name).stat().st_size > 10_000
