@@ -13,7 +13,19 @@ from .arviz import from_mcmc, to_inference_data
 from .diagnostics.compare import Comparison, compare
 from .errors import LFIError
 from .guide.posterior import NeuralPosterior, NotFittedError
-from .infer import NLE, NPE, NRE, SNPE, ProposalError, RoundRecord, TrainingConfig, TrainingHistory
+from .infer import (
+    NLE,
+    NPE,
+    NRE,
+    SNPE,
+    PosteriorSamples,
+    ProposalError,
+    RoundRecord,
+    TrainingConfig,
+    TrainingHistory,
+    posterior_chains,
+    sample_posterior,
+)
 from .infer.sequential.mixtures import GaussianDivisionError
 from .likelihood import NeuralLikelihood, NeuralRatio, surrogate
 from .model.prior import Prior, UnsupportedPriorError
@@ -73,6 +85,7 @@ __all__ = [
     "NeuralRatio",
     "NotFittedError",
     "ObservationError",
+    "PosteriorSamples",
     "Prior",
     "ProposalError",
     "RoundRecord",
@@ -98,6 +111,8 @@ __all__ = [
     "likelihood",
     "model",
     "nn",
+    "posterior_chains",
+    "sample_posterior",
     "simulate",
     "simulation",
     "surrogate",

@@ -13,8 +13,9 @@ from pyro import poutine
 from pyro.infer import MCMC, Predictive
 from pyro.poutine.util import prune_subsample_sites
 
-from .arviz_compat import Result, dataset, from_datasets
+from .arviz_compat import Result, dataset, from_datasets, set_attrs
 from .guide.posterior import NeuralPosterior
+from .infer.chains import PosteriorSamples
 from .model.sites import ObservationError, read_observation
 from .seeding import preserved_rng, seeded
 from .simulation.campaign import simulate
@@ -129,7 +130,7 @@ def to_inference_data(
 
 
 def from_mcmc(
-    mcmc: MCMC,
+    mcmc: MCMC | PosteriorSamples,
     *args,
     coords: dict | None = None,
     dims: dict | None = None,
@@ -137,7 +138,10 @@ def from_mcmc(
     **kwargs,
 ) -> Result:
     """A Pyro :class:`~pyro.infer.MCMC` run (NUTS or HMC, on a tractable model or on one scored
-    by a learned likelihood, :func:`~pyro_lfi.surrogate`) as ArviZ's result, its chains kept.
+    by a learned likelihood, :func:`~pyro_lfi.surrogate`) as ArviZ's result, its chains kept;
+    or the chains of :func:`~pyro_lfi.posterior_chains` (a
+    :class:`~pyro_lfi.infer.PosteriorSamples`, whose ``sampling_time`` becomes the posterior's
+    attribute of that name).
 
     Groups: ``posterior`` (every latent site, ``[chain, draw, ...]``), ``sample_stats``
     (``diverging``; ``lp``, the model's log joint density of each draw in its constrained
@@ -152,12 +156,12 @@ def from_mcmc(
     :param kwargs: the model's keyword arguments as given to ``mcmc.run``.
     """
     if not args and not kwargs:  # what the last run received (Pyro keeps it on the MCMC object)
-        args, kwargs = getattr(mcmc, "_args", ()), getattr(mcmc, "_kwargs", {})
+        args, kwargs = _run_arguments(mcmc)
     samples = mcmc.get_samples(group_by_chain=True)
     posterior = {name: value.detach().cpu().numpy() for name, value in samples.items()}
     chains, draws = next(iter(posterior.values())).shape[:2]
     groups = {"posterior": posterior, "sample_stats": {"diverging": _diverging(mcmc, chains, draws)}}
-    model = getattr(mcmc.kernel, "model", None)
+    model = mcmc.model if isinstance(mcmc, PosteriorSamples) else getattr(mcmc.kernel, "model", None)
     if model is not None:
         with preserved_rng(), torch.no_grad():
             sites = _sample_sites(poutine.trace(model).get_trace(*args, **kwargs))
@@ -172,7 +176,17 @@ def from_mcmc(
                 groups["log_likelihood"] = {
                     name: value.reshape(chains, draws, *value.shape[1:]) for name, value in site_log_likelihood.items()
                 }
-    return _groups(groups, coords, dims)
+    result = _groups(groups, coords, dims)
+    if isinstance(mcmc, PosteriorSamples):
+        set_attrs(result, "posterior", {"sampling_time": mcmc.sampling_time})
+    return result
+
+
+def _run_arguments(mcmc: MCMC | PosteriorSamples) -> tuple[tuple, dict]:
+    """The model's arguments of the run (Pyro keeps them on the MCMC object)."""
+    if isinstance(mcmc, PosteriorSamples):
+        return mcmc.args, mcmc.kwargs
+    return getattr(mcmc, "_args", ()), getattr(mcmc, "_kwargs", {})
 
 
 def _diverging(mcmc: MCMC, chains: int, draws: int) -> np.ndarray:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
-from pyro.infer import MCMC, NUTS
-
 from ..arviz import from_mcmc
-from ..arviz_compat import Result, set_attrs
+from ..arviz_compat import Result
+from ..infer.chains import run_chains
 from ..seeding import preserved_rng, seeded
 from .tractable import Likelihood, tractable
 
@@ -35,25 +33,21 @@ def mcmc(
     tractable (a separate likelihood-based version of it). The result is
     :func:`pyro_lfi.from_mcmc` of the run (an :class:`xarray.DataTree` under ArviZ 1.x,
     :class:`arviz.InferenceData` under 0.x): variables named as the model's latent sites, as
-    :func:`pyro_lfi.to_inference_data` names them, ``num_chains`` chains; the posterior's
+    :func:`pyro_lfi.to_inference_data` names them, ``num_chains`` chains of ``num_samples``
+    draws each, run one after another in this process (:mod:`pyro_lfi.infer.chains`), each from
+    Pyro's default start (or ``kernel_kwargs["init_strategy"]``); the posterior's
     ``sampling_time`` attribute holds the wall time in seconds. The global RNG state is left
-    untouched.
+    untouched. For posteriors with several modes, :func:`pyro_lfi.posterior_chains` starts the
+    chains across them.
 
     :param warmup_steps: NUTS adaptation steps per chain (default ``num_samples``).
     :param kernel_kwargs: passed to :class:`pyro.infer.NUTS` (e.g. ``target_accept_prob``).
     """
     runnable = model if likelihood is None else tractable(model, likelihood)
     with seeded(seed) if seed is not None else preserved_rng():
-        sampler = MCMC(
-            NUTS(runnable, **(kernel_kwargs or {})),
-            num_samples=num_samples,
-            warmup_steps=num_samples if warmup_steps is None else warmup_steps,
-            num_chains=num_chains,
-            disable_progbar=not progress,
+        samples = run_chains(
+            runnable, args, kwargs, num_samples=num_samples,
+            warmup_steps=num_samples if warmup_steps is None else warmup_steps, inits=num_chains,
+            progress=progress, kernel_kwargs=kernel_kwargs,
         )
-        start = time.perf_counter()
-        sampler.run(*args, **kwargs)
-        elapsed = time.perf_counter() - start
-        result = from_mcmc(sampler, *args, **kwargs)
-    set_attrs(result, "posterior", {"sampling_time": elapsed})
-    return result
+        return from_mcmc(samples)

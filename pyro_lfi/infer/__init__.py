@@ -1,12 +1,15 @@
-"""Inference: the shared training loop, neural posterior estimation and its sequential forms."""
+"""Inference: the shared training loop, neural posterior estimation and its sequential forms, and
+posterior sampling of tractable models (NUTS chains started across the modes)."""
 
 from .callbacks import LogEpochs, TensorBoardLogger
+from .chains import PosteriorSamples
 from .history import EpochReport
 from .loop import TrainingConfig, TrainingHistory, train_loop
 from .losses import npe_loss
 from .nle import NLE
 from .npe import NPE
 from .nre import NRE
+from .posterior_sampling import posterior_chains, sample_posterior
 from .sequential.apt import atomic_apt_loss, mixture_apt_loss
 from .sequential.proposals import ProposalError
 from .sequential.rounds import SNPE, RoundRecord
@@ -18,6 +21,7 @@ __all__ = [
     "SNPE",
     "EpochReport",
     "LogEpochs",
+    "PosteriorSamples",
     "ProposalError",
     "RoundRecord",
     "TensorBoardLogger",
@@ -26,5 +30,7 @@ __all__ = [
     "atomic_apt_loss",
     "mixture_apt_loss",
     "npe_loss",
+    "posterior_chains",
+    "sample_posterior",
     "train_loop",
 ]

@@ -1,0 +1,129 @@
+r"""NUTS chains run one after another in this process, and their draws kept by chain.
+
+:func:`run_chains` is the chain runner of :func:`~pyro_lfi.sample_posterior` and of
+:func:`pyro_lfi.baselines.mcmc`: one Pyro :class:`~pyro.infer.MCMC` run of one adapted
+:class:`~pyro.infer.NUTS` chain per start, on the global RNG (the caller seeds it).
+
+Why not Pyro's ``MCMC(num_chains=k)``: it runs the chains in worker processes when ``k`` is under
+the machine's CPU count minus one and one after another otherwise (so on 2 cores always one after
+another, with a warning), and its workers need a model that survives the trip (closures,
+lambdas in a likelihood factory, trained networks). One process, chain after chain, behaves the
+same on every machine, keeps a fixed seed's draws the same everywhere, and gives each chain its
+own start (``init_to_value``) and its own step size and mass matrix adaptation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from pyro.infer import MCMC, NUTS
+from pyro.ops.stats import effective_sample_size
+
+__all__ = ["PosteriorSamples", "run_chains"]
+
+
+@dataclass
+class PosteriorSamples:
+    r"""Draws of a posterior by chain: ``chains[name]`` is ``[num_chains, draws, *site_shape]``.
+
+    Export it with :func:`pyro_lfi.from_mcmc` (real chains, ``diverging``, ``lp``,
+    ``log_likelihood``, and the ``sampling_time`` attribute). It answers
+    :meth:`get_samples` and :meth:`diagnostics` as a Pyro :class:`~pyro.infer.MCMC` does.
+
+    :ivar sampling_time: wall time in seconds of the whole run (drawing the starts, warmup and
+        sampling of every chain).
+    :ivar starts: each chain's initial value of each latent site, ``[num_chains, *site_shape]``.
+    :ivar divergences: per chain, the indices of the draws whose trajectory diverged.
+    :ivar model, args, kwargs: the model that was sampled and its arguments.
+    """
+
+    chains: dict[str, torch.Tensor]
+    sampling_time: float
+    starts: dict[str, torch.Tensor] = field(default_factory=dict)
+    divergences: list[list[int]] = field(default_factory=list)
+    model: Callable | None = None
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+
+    @property
+    def num_chains(self) -> int:
+        return len(next(iter(self.chains.values())))
+
+    def get_samples(self, group_by_chain: bool = False) -> dict[str, torch.Tensor]:
+        """Every draw: ``[num_chains * draws, *shape]``, chain after chain, or by chain."""
+        if group_by_chain:
+            return dict(self.chains)
+        return {name: value.reshape(-1, *value.shape[2:]) for name, value in self.chains.items()}
+
+    def diagnostics(self) -> dict[str, dict[str, list[int]]]:
+        """``{"divergences": {"chain 0": [...], ...}}``, as :meth:`pyro.infer.MCMC.diagnostics` names them."""
+        return {"divergences": {f"chain {c}": list(d) for c, d in enumerate(self.divergences)}}
+
+    def ess(self) -> dict[str, torch.Tensor]:
+        r"""Effective sample size of each element of each site, ``[*site_shape]``: the sum over
+        chains of each chain's own ESS (:func:`pyro.ops.stats.effective_sample_size`).
+
+        Chains started in different modes stay there by design, so the between-chain ESS of
+        ArviZ or Pyro (which treats their disagreement as non-convergence) would count the
+        modes' separation against the sampler; within-chain ESS measures the mixing inside each.
+        """
+        return {
+            name: sum(effective_sample_size(chain.unsqueeze(0).double(), 0, 1) for chain in value).to(value.dtype)
+            for name, value in self.chains.items()
+        }
+
+    def ess_per_second(self) -> float:
+        """The smallest :meth:`ess` of any element of any site, per second of :attr:`sampling_time`."""
+        smallest = min(float(value.min()) for value in self.ess().values())
+        return smallest / self.sampling_time
+
+
+def run_chains(
+    model: Callable,
+    args: tuple,
+    kwargs: dict,
+    *,
+    num_samples: int,
+    warmup_steps: int,
+    inits: Sequence[Callable] | int,
+    progress: bool = False,
+    kernel_kwargs: dict | None = None,
+) -> PosteriorSamples:
+    """NUTS chains of ``model(*args, **kwargs)``, one after another on the global RNG.
+
+    :param num_samples: draws per chain (after ``warmup_steps`` adaptation steps).
+    :param inits: one ``init_strategy`` per chain (e.g. :func:`pyro.infer.autoguide.init_to_value`),
+        or a number of chains that start as ``kernel_kwargs`` says (Pyro's default: uniform in
+        ``(-2, 2)`` in the unconstrained space).
+    :param kernel_kwargs: passed to :class:`pyro.infer.NUTS` (e.g. ``target_accept_prob``).
+    """
+    strategies = [None] * inits if isinstance(inits, int) else list(inits)
+    if not strategies:
+        raise ValueError("no chain to run: give at least one start")
+    start = time.perf_counter()
+    draws, divergences = [], []
+    for strategy in strategies:
+        options = dict(kernel_kwargs or {})
+        if strategy is not None:
+            options["init_strategy"] = strategy
+        sampler = MCMC(
+            NUTS(model, **options), num_samples=num_samples, warmup_steps=warmup_steps, disable_progbar=not progress
+        )
+        sampler.run(*args, **kwargs)
+        draws.append({name: value.detach() for name, value in sampler.get_samples().items()})
+        divergences.append(_divergences(sampler, num_samples))
+    chains = {name: torch.stack([chain[name] for chain in draws]) for name in draws[0]}
+    return PosteriorSamples(
+        chains, time.perf_counter() - start, divergences=divergences, model=model, args=tuple(args), kwargs=dict(kwargs)
+    )
+
+
+def _divergences(sampler: MCMC, num_samples: int) -> list[int]:
+    """The sampling steps of a one-chain run whose trajectory diverged (Pyro's diagnostics
+    need 4 draws: a shorter chain reports none)."""
+    if num_samples < 4:
+        return []
+    return list(sampler.diagnostics().get("divergences", {}).get("chain 0", []))

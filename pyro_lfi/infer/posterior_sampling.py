@@ -1,0 +1,272 @@
+r"""Sampling the posterior of a tractable Pyro model across all its modes: NUTS chains started
+by importance resampling of prior draws.
+
+A single NUTS chain stays in the mode it starts in (SLCP's posterior has four symmetric ones).
+:func:`sample_posterior` first draws ``num_candidates`` latent values from the prior,
+:math:`\theta_i \sim p(\theta)`, in one run of the model vectorized under a plate, and weights
+each by its likelihood, the log density of the observed sites,
+
+.. math:: \log w_i = \log p(x_o \mid \theta_i) = \log p(\theta_i, x_o) - \log p(\theta_i),
+
+so that the weighted candidates approximate the posterior. Systematic resampling picks one
+candidate per chain, so the chains start in the modes in proportion to their posterior mass
+(to within one chain per mode); each chain then runs adapted NUTS from its start
+(:func:`~pyro_lfi.infer.chains.run_chains`), and the draws of all chains are pooled.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+
+import torch
+from pyro import poutine
+from pyro.distributions.util import sum_rightmost
+from pyro.infer.autoguide import init_to_value
+from pyro.poutine.util import prune_subsample_sites
+
+from ..errors import ObservationError, SiteError
+from ..model.schema import ModelSchema, is_simulator_site
+from ..seeding import preserved_rng, seeded
+from .chains import PosteriorSamples, run_chains
+
+__all__ = ["posterior_chains", "sample_posterior"]
+
+_PLATE = "_lfi_candidates"
+
+
+def sample_posterior(
+    model: Callable,
+    num_samples: int,
+    *args,
+    num_chains: int = 4,
+    warmup_steps: int | None = None,
+    num_candidates: int = 10_000,
+    seed: int | None = 0,
+    progress: bool = False,
+    kernel_kwargs: dict | None = None,
+    **kwargs,
+) -> dict[str, torch.Tensor]:
+    r"""``num_samples`` draws of the posterior of ``model(*args, **kwargs)``, the observation given
+    the way the model receives it (e.g. ``x=x_o``): site name → ``[num_samples, *site_shape]``,
+    the ``num_chains`` chains pooled (``num_samples / num_chains`` draws each, chain after chain).
+
+    The model must be tractable: a learned likelihood's :func:`~pyro_lfi.surrogate`, a
+    :func:`~pyro_lfi.baselines.tractable` model, or any Pyro model whose observed sites score.
+    :func:`posterior_chains` takes the same arguments and keeps the chains (for
+    :func:`pyro_lfi.from_mcmc`, ESS per second).
+
+    :param num_chains: NUTS chains, each started at a candidate drawn by importance resampling
+        of ``num_candidates`` prior draws weighted by their likelihood; more chains give a finer
+        split of the draws between the posterior's modes.
+    :param warmup_steps: adaptation steps per chain (default: as many as its draws, at least 100).
+    :param seed: seeds everything (candidates, starts, chains); ``None`` draws from the global
+        streams. Either way the global RNG state is left as it was.
+    :param kernel_kwargs: passed to :class:`pyro.infer.NUTS` (e.g. ``target_accept_prob``).
+    """
+    samples = posterior_chains(
+        model, num_samples, *args, num_chains=num_chains, warmup_steps=warmup_steps,
+        num_candidates=num_candidates, seed=seed, progress=progress, kernel_kwargs=kernel_kwargs, **kwargs,
+    )
+    return samples.get_samples()
+
+
+def posterior_chains(
+    model: Callable,
+    num_samples: int,
+    *args,
+    num_chains: int = 4,
+    warmup_steps: int | None = None,
+    num_candidates: int = 10_000,
+    seed: int | None = 0,
+    progress: bool = False,
+    kernel_kwargs: dict | None = None,
+    **kwargs,
+) -> PosteriorSamples:
+    """:func:`sample_posterior`'s draws kept by chain, as a
+    :class:`~pyro_lfi.infer.chains.PosteriorSamples` (``.chains``, ``.ess()``,
+    ``.ess_per_second()``, ``.sampling_time``; export with :func:`pyro_lfi.from_mcmc`)."""
+    _check_budget(num_samples, num_chains, num_candidates, kernel_kwargs)
+    per_chain = num_samples // num_chains
+    warmup = max(per_chain, 100) if warmup_steps is None else warmup_steps
+    with seeded(seed) if seed is not None else preserved_rng():
+        start = time.perf_counter()
+        latents, log_likelihood = candidates(model, num_candidates, args, kwargs)
+        flat = torch.cat([value.reshape(num_candidates, -1) for value in latents.values()], -1)
+        chosen = systematic_resample(log_likelihood, num_chains, order=space_filling_order(flat, log_likelihood))
+        _warn_if_few(log_likelihood, num_chains)
+        starts = {name: value[chosen] for name, value in latents.items()}
+        inits = [init_to_value(values={name: value[c] for name, value in starts.items()}) for c in range(num_chains)]
+        samples = run_chains(
+            model, args, kwargs, num_samples=per_chain, warmup_steps=warmup, inits=inits,
+            progress=progress, kernel_kwargs=kernel_kwargs,
+        )
+        samples.sampling_time = time.perf_counter() - start
+    samples.starts = starts
+    return samples
+
+
+def _check_budget(num_samples: int, num_chains: int, num_candidates: int, kernel_kwargs: dict | None) -> None:
+    if num_chains < 1 or num_samples < num_chains or num_samples % num_chains:
+        raise ValueError(
+            f"num_samples={num_samples} draws do not split into num_chains={num_chains} chains of equal "
+            "length: give num_samples as a positive multiple of num_chains"
+        )
+    if num_candidates < 1:
+        raise ValueError(f"num_candidates={num_candidates}: give at least one prior draw to start the chains from")
+    if "init_strategy" in (kernel_kwargs or {}):
+        raise ValueError(
+            "sample_posterior starts each chain at a resampled prior draw, so kernel_kwargs cannot set "
+            "init_strategy; use pyro_lfi.baselines.mcmc for chains with an init strategy of your own"
+        )
+
+
+def _warn_if_few(log_weights: torch.Tensor, num_chains: int) -> None:
+    r"""Warn when the candidates' importance ESS, :math:`(\sum w)^2 / \sum w^2`, is under
+    ``num_chains``: then chains share starts, and the modes' shares rest on a few draws."""
+    weights = torch.softmax(_finite_or_zero_weight(log_weights), 0)
+    ess = float(1 / (weights**2).sum())
+    if ess < num_chains:
+        warnings.warn(
+            f"the {len(weights)} prior draws have an importance ESS of {ess:.1f}, under num_chains={num_chains}: "
+            "the chains' starts, and the modes' shares of the draws, rest on a few draws; raise num_candidates",
+            stacklevel=3,
+        )
+
+
+def read_sites(model: Callable, args: tuple, kwargs: dict) -> tuple[ModelSchema, list[str]]:
+    """The sites of one run of a tractable model and its observed sites, checked: some latent,
+    some observed, no :class:`~pyro_lfi.Simulator` (raises :class:`~pyro_lfi.SiteError` or
+    :class:`~pyro_lfi.ObservationError` naming the problem)."""
+    with preserved_rng(), poutine.block(), torch.no_grad():
+        trace = poutine.trace(model).get_trace(*args, **kwargs)
+    simulators = [name for name, site in trace.nodes.items() if is_simulator_site(site)]
+    if simulators:
+        raise SiteError(
+            f"site(s) {simulators} are Simulator sites, whose likelihood is unknown: sample "
+            "lfi.surrogate(model, likelihood) (a trained NeuralLikelihood or NeuralRatio) or "
+            "lfi.baselines.tractable(model, {name: distribution factory}) instead"
+        )
+    schema = ModelSchema.of(trace)
+    observed = observed_sites(trace)
+    if not observed:
+        raise ObservationError(
+            f"the model observes no site (its sample sites: {list(schema.sites)}), so there is nothing to "
+            "condition on: give the observation the way the model receives it (e.g. x=x_o) or "
+            "pyro.condition the model on it"
+        )
+    if not schema.latents:
+        raise SiteError(
+            f"the model has no latent sample sites to sample (its sample sites: {list(schema.sites)}, all "
+            "observed or deterministic)"
+        )
+    return schema, observed
+
+
+def observed_sites(trace: poutine.Trace) -> list[str]:
+    """The sites whose densities make up the likelihood: observed sample sites, ``pyro.factor``
+    sites included, ``pyro.deterministic`` ones not."""
+    return [
+        name
+        for name, site in prune_subsample_sites(trace).nodes.items()
+        if site["type"] == "sample" and site["is_observed"] and not site["infer"].get("_deterministic")
+    ]
+
+
+def candidates(model: Callable, num: int, args: tuple, kwargs: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    r"""``num`` prior draws of the latent sites (``[num, *shape]`` each) and their log
+    likelihood :math:`\sum_{\text{observed } s} \log p(x_s \mid \theta)` (``[num]``), from one
+    run of the model under a plate of ``num`` rows; one run per draw (with a warning) where
+    the model does not vectorize. Draws from the global RNG."""
+    schema, observed = read_sites(model, args, kwargs)
+    try:
+        with torch.no_grad():
+            return _vectorized_candidates(model, schema, observed, num, args, kwargs)
+    except Exception as error:  # any model code may fail under vectorization
+        warnings.warn(
+            f"could not run the model vectorized over {num} prior draws ({type(error).__name__}: {error}); "
+            "drawing them one run at a time (slower)",
+            stacklevel=3,
+        )
+    with torch.no_grad():
+        runs = [_vectorized_candidates(model, schema, observed, None, args, kwargs) for _ in range(num)]
+    return {name: torch.cat([run[0][name] for run in runs]) for name in schema.latents}, torch.cat([r[1] for r in runs])
+
+
+def _vectorized_candidates(
+    model: Callable, schema: ModelSchema, observed: list[str], num: int | None, args: tuple, kwargs: dict
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Latent draws and log likelihoods of ``num`` rows (``None``: one plain run, one row)."""
+    size = 1 if num is None else num
+    runnable = model if num is None else schema.vectorize(model, num, _PLATE)
+    with poutine.block():
+        trace = poutine.trace(runnable).get_trace(*args, **kwargs)
+    rows = schema.max_plate_nesting + 1  # the dims of the plates, the rows' included
+    latents = {}
+    for name in schema.latents:
+        value = trace.nodes[name]["value"]
+        expected = (size,) + tuple(schema.shapes[name])
+        if value.numel() != size * schema.shapes[name].numel():
+            raise SiteError(f"site '{name}' has shape {tuple(value.shape)} in a run of {size} rows, not {expected}")
+        latents[name] = value.reshape(expected)
+    log_likelihood = torch.zeros(size)
+    for name in observed:
+        node = trace.nodes[name]
+        log_p = node["fn"].log_prob(node["value"])
+        if num is None:
+            log_likelihood = log_likelihood + log_p.sum()
+        else:  # [num, 1, ..., plates] (or broadcastable to it): the rows' totals
+            log_likelihood = log_likelihood + torch.broadcast_to(_row_totals(log_p, rows), (size,))
+    return latents, log_likelihood
+
+
+def _row_totals(log_p: torch.Tensor, rows: int) -> torch.Tensor:
+    """Each row's total of ``log_p`` (its rows' dim ``rows`` dims from the right, the plates'
+    dims right of it): ``[num]``, or ``[1]`` where it is the same for every row."""
+    if log_p.dim() < rows:  # the rows' dim broadcast away: the same for every row
+        return log_p.sum().reshape(1)
+    return sum_rightmost(log_p, rows - 1).reshape(-1)
+
+
+def _finite_or_zero_weight(log_weights: torch.Tensor) -> torch.Tensor:
+    """``log_weights`` in double precision, NaN as ``-inf`` (weight zero)."""
+    log_weights = log_weights.double()
+    return torch.where(torch.isnan(log_weights), -torch.inf, log_weights)
+
+
+def systematic_resample(log_weights: torch.Tensor, num: int, order: torch.Tensor | None = None) -> torch.Tensor:
+    r"""``num`` indices drawn in proportion to :math:`w_i \propto \exp(\log w_i)` by systematic
+    resampling: one uniform :math:`u`, points :math:`(u + k) / num` on the cumulative weights,
+    taken in ``order`` (a permutation). Any run of consecutive candidates in that order with
+    total weight :math:`W` gets :math:`\lfloor num\, W \rfloor` or :math:`\lceil num\, W \rceil` draws."""
+    log_weights = _finite_or_zero_weight(log_weights)
+    if not torch.isfinite(log_weights).any():
+        raise ObservationError(
+            f"the observation has zero likelihood at every one of {len(log_weights)} prior draws: raise "
+            "num_candidates, or check that the observation is one the model can produce"
+        )
+    order = torch.arange(len(log_weights)) if order is None else order
+    cdf = torch.cumsum(torch.softmax(log_weights[order], 0), 0)
+    points = (torch.rand((), dtype=torch.float64) + torch.arange(num, dtype=torch.float64)) / num
+    return order[torch.searchsorted(cdf, points * cdf[-1]).clamp(max=len(log_weights) - 1)]
+
+
+def space_filling_order(points: torch.Tensor, log_weights: torch.Tensor, bits: int = 62) -> torch.Tensor:
+    r"""A permutation of ``points`` (``[n, D]``) along a Z-order (Morton) curve, so that points near
+    each other (those of one mode) mostly come one after another: each coordinate standardized
+    by the weighted mean and sd (weights :math:`\propto \exp(\log w)`), clamped to
+    :math:`\pm 4` sd, cut into :math:`2^b` bins (:math:`b = \lfloor 62 / D \rfloor`, at most 16;
+    for :math:`D > 62` the first 62 coordinates), and the bins' bits interleaved."""
+    weights = torch.softmax(_finite_or_zero_weight(log_weights), 0)[:, None]
+    points = points.double()
+    mean = (weights * points).sum(0)
+    sd = ((weights * (points - mean) ** 2).sum(0)).sqrt().clamp(min=1e-12)
+    per_dim = max(1, min(16, bits // points.shape[1]))
+    scaled = ((points - mean) / sd).clamp(-4, 4)[:, : bits // per_dim]
+    levels = ((scaled + 4) / 8 * (2**per_dim - 1)).round().long()
+    key = torch.zeros(len(points), dtype=torch.long)
+    for bit in reversed(range(per_dim)):
+        for column in levels.T:
+            key = (key << 1) | ((column >> bit) & 1)
+    return torch.argsort(key, stable=True)
