@@ -17,6 +17,7 @@ from torch import nn
 
 from ..guide.estimators import EstimatorSpec, check_estimator_spec, make_estimator
 from ..nn import ConditionalDensityEstimator, Standardize
+from ..nn.mixed import MixedDensityEstimator, discrete_layout, has_integer_column
 from .site_estimator import SiteDistribution, SiteEstimator
 
 __all__ = ["LearnedLikelihood", "NeuralLikelihood"]
@@ -37,18 +38,24 @@ class NeuralLikelihood(SiteEstimator):
 
     :param model: the Pyro model.
     :param observed: the name of the Simulator site.
-    :param estimator: ``"nsf"``, ``"maf"``, ``"mdn"``, or a callable as for
-        :class:`~pyro_lfi.NeuralPosterior`.
+    :param estimator: ``"nsf"``, ``"maf"``, ``"mdn"``, ``"mnle"`` (mixed discrete and
+        continuous outputs: :class:`~pyro_lfi.nn.MixedDensityEstimator`), ``"auto"`` (the
+        default: ``"mnle"`` where some output column holds only integers in the training
+        set, such as spike counts or choices, else ``"nsf"``), or a callable as
+        for :class:`~pyro_lfi.NeuralPosterior`.
     :param embedding_net: maps the standardized parameters ``[*batch, P]`` to features.
-    :param estimator_kwargs: passed to the estimator.
+    :param estimator_kwargs: passed to the estimator. For ``"mnle"``: ``discrete``, the flat
+        output columns that are integers (default: those whose training values all are), and
+        ``margin`` (see :func:`~pyro_lfi.nn.mixed.discrete_layout`).
     """
 
     distribution = LearnedLikelihood
 
-    def __init__(self, model: Callable, observed: str = "x", estimator: EstimatorSpec = "nsf",
+    def __init__(self, model: Callable, observed: str = "x", estimator: EstimatorSpec = "auto",
                  embedding_net: nn.Module | None = None, **estimator_kwargs):
         super().__init__(model, observed)
-        check_estimator_spec(estimator)
+        if estimator not in ("auto", "mnle"):
+            check_estimator_spec(estimator)
         self.estimator_spec, self.estimator_kwargs = estimator, estimator_kwargs
         self.embedding_net = embedding_net if embedding_net is not None else nn.Identity()
         self.param_standardize: Standardize | None = None
@@ -64,8 +71,18 @@ class NeuralLikelihood(SiteEstimator):
         self.param_standardize.fit(psi)
         with torch.no_grad():
             context = self.embedding_net(torch.zeros(2, psi.shape[-1])).shape[-1]
-        self.estimator = make_estimator(self.estimator_spec, x.shape[-1], context, self.estimator_kwargs)
-        self.estimator.fit_standardization(x)
+        if self.estimator_spec == "auto":
+            self.estimator_spec = "mnle" if has_integer_column(x) else "nsf"
+        if self.estimator_spec == "mnle":
+            kwargs = dict(self.estimator_kwargs)
+            if "low" not in kwargs:  # a new estimator (a loaded one has its layout saved)
+                margin = kwargs.pop("margin", 0.0)
+                kwargs.update(discrete_layout(x, kwargs.pop("discrete", None), margin))
+            self.estimator_kwargs = kwargs
+            self.estimator = MixedDensityEstimator(x.shape[-1], context, **kwargs)
+        else:
+            self.estimator = make_estimator(self.estimator_spec, x.shape[-1], context, self.estimator_kwargs)
+        self.estimator.fit_standardization(x.to(torch.get_default_dtype()))
 
     def conditional(self, psi: torch.Tensor) -> torch.distributions.Distribution:
         r""":math:`q(x_\text{flat} \mid \psi)` for flat parameters ``psi`` ``[*batch, P]``."""
@@ -73,4 +90,4 @@ class NeuralLikelihood(SiteEstimator):
         return self.estimator(self.embedding_net(self.param_standardize(psi)))
 
     def score(self, psi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return self.conditional(psi).log_prob(x)
+        return self.conditional(psi).log_prob(x.to(psi.dtype))

@@ -7,6 +7,7 @@ from .estimator import ConditionalDensityEstimator
 from .flows import Flow
 from .mdn import MixtureDensityNetwork
 from .missing import MissingFeatures
+from .mixed import MixedDensityEstimator
 from .mlp import MLP, SkipMLP
 from .standardize import Standardize
 
@@ -17,6 +18,7 @@ __all__ = [
     "DeepSet",
     "Flow",
     "MissingFeatures",
+    "MixedDensityEstimator",
     "MixtureDensityNetwork",
     "RNNEmbedding",
     "SkipMLP",
