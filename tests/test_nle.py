@@ -1,6 +1,10 @@
 """Neural likelihood estimation: a learned likelihood of a Simulator site, trained on single
 trials, put back into the model for Pyro's NUTS (against analytic posteriors)."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pyro
 import pyro.distributions as dist
 import pytest
@@ -27,6 +31,7 @@ def trained(model) -> lfi.NeuralLikelihood:
     return likelihood
 
 
+ROOT = Path(__file__).resolve().parents[1]
 NUM_DRAWS = 1000  # per side of a C2ST: its noise at 1000 vs 1000 draws is about 0.01
 
 
@@ -92,8 +97,16 @@ def test_clear_errors():
 def test_a_trained_likelihood_reloads_and_refuses_a_model_it_does_not_fit(single_trial_likelihood, tmp_path):
     path = tmp_path / "likelihood.pt"
     single_trial_likelihood.save(path)
+    theta, x = torch.tensor([0.2, 0.1]), torch.tensor([0.3, -0.2, 0.1])
+    script = (  # in a new process, as a user's next session would
+        "import torch, pyro_lfi as lfi\n"
+        "from tests.test_nle import trials_model\n"
+        f"loaded = lfi.NeuralLikelihood.load({str(path)!r}, trials_model)\n"
+        "print(loaded(torch.tensor([0.2, 0.1])).log_prob(torch.tensor([0.3, -0.2, 0.1])).item())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert abs(float(done.stdout) - single_trial_likelihood(theta).log_prob(x).item()) < 1e-4
     loaded = lfi.NeuralLikelihood.load(path, trials_model)
-    theta, x = torch.tensor([0.2, 0.1]), torch.randn(3)
     assert torch.allclose(loaded(theta).log_prob(x), single_trial_likelihood(theta).log_prob(x))
 
     def three_parameters(x=None):
