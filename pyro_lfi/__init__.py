@@ -17,7 +17,9 @@ from .infer import (
     NLE,
     NPE,
     NRE,
+    SNLE,
     SNPE,
+    SNRE,
     PosteriorSamples,
     ProposalError,
     RoundRecord,
@@ -61,7 +63,6 @@ MOVED_MODULES = {
     "mixtures": "infer.sequential.mixtures",
     "infer.snpe": "infer.sequential.rounds",
     "infer.proposals": "infer.sequential.proposals",
-    "infer.validity": "infer.sequential.validity",
 }
 for _old, _new in MOVED_MODULES.items():
     _module = sys.modules[f"{__name__}.{_old}"] = importlib.import_module(f"{__name__}.{_new}")
@@ -73,7 +74,9 @@ __all__ = [
     "NLE",
     "NPE",
     "NRE",
+    "SNLE",
     "SNPE",
+    "SNRE",
     "CampaignMismatchError",
     "Comparison",
     "DeclaredShapeError",

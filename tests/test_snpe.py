@@ -11,7 +11,7 @@ from pyro_lfi.diagnostics import c2st
 from pyro_lfi.infer import atomic_apt_loss, mixture_apt_loss, npe_loss
 from pyro_lfi.infer.sequential.mixtures import as_mixture, first_component
 from pyro_lfi.infer.sequential.proposals import GuideProposal, PriorTimesMixture, RestrictedProposal, TruncatedPrior
-from pyro_lfi.infer.sequential.validity import ValidityClassifier
+from pyro_lfi.infer.validity import fit_classifier
 from pyro_lfi.model.sites import ModelSites
 
 from .models import fragile_model, linear_model, linear_posterior, moons_model
@@ -182,7 +182,7 @@ def test_validity_classifier_learns_where_the_simulator_fails():
     torch.manual_seed(0)
     z = torch.randn(4000, 2)
     valid = z[:, 0] < 0.5
-    classifier = ValidityClassifier(2).fit(z, valid, lfi.TrainingConfig(seed=0, progress=False, max_epochs=100))
+    classifier = fit_classifier(z, valid, lfi.TrainingConfig(seed=0, progress=False, max_epochs=100))
     probe = torch.tensor([[-2.0, 0.0], [2.0, 0.0]])
     p_valid = classifier.log_prob_valid(probe).exp()
     assert p_valid[0] > 0.95 and p_valid[1] < 0.05

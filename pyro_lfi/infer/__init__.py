@@ -13,17 +13,21 @@ from .posterior_sampling import posterior_chains, sample_posterior
 from .sequential.apt import atomic_apt_loss, mixture_apt_loss
 from .sequential.proposals import ProposalError
 from .sequential.rounds import SNPE, RoundRecord
+from .sequential.site_rounds import SNLE, SNRE, SiteRoundRecord
 
 __all__ = [
     "NLE",
     "NPE",
     "NRE",
+    "SNLE",
     "SNPE",
+    "SNRE",
     "EpochReport",
     "LogEpochs",
     "PosteriorSamples",
     "ProposalError",
     "RoundRecord",
+    "SiteRoundRecord",
     "TensorBoardLogger",
     "TrainingConfig",
     "TrainingHistory",

@@ -15,6 +15,7 @@ from ..simulation.simulations import Simulations
 from .history import TrainingHistory
 from .loop import TrainingConfig, train_loop
 from .npe import OptimSpec, make_optimizer
+from .validity import fit_classifier
 
 __all__ = ["SiteEstimation"]
 
@@ -42,7 +43,10 @@ class SiteEstimation:
               **config) -> TrainingHistory:
         """Fit the estimator to every valid simulated trial of ``simulations`` (built from them
         first if needed; ``model_args``/``model_kwargs`` are the model's arguments). Losses that
-        draw (e.g. NRE's pairings) run under ``seed``."""
+        draw (e.g. NRE's pairings) run under ``seed``. Where some simulations failed, a
+        classifier of :math:`P(\text{valid} \\mid \\psi)` is fitted on all of them too, and the
+        estimator's log density in the model includes it
+        (:meth:`~pyro_lfi.likelihood.site_estimator.SiteEstimator.log_density`)."""
         options = self.config.updated(config, f"{type(self).__name__}.train(...)")
         if not isinstance(simulations, Simulations):
             raise TypeError(f"expected pyro_lfi.Simulations, got {type(simulations).__name__}")
@@ -50,7 +54,12 @@ class SiteEstimation:
         if not self.estimator.is_built:
             with seeded(options.seed):  # the networks' initial weights
                 self.estimator.create_for(psi, x)
-        optimizer = make_optimizer(self.optim, self.estimator.parameters(), options.learning_rate)
+        if not simulations.valid.all():  # the simulator fails somewhere: learn where
+            psi_all, valid = self.estimator.validity_pairs(simulations, *model_args, **(model_kwargs or {}))
+            with seeded(options.seed):
+                self.estimator.validity = fit_classifier(psi_all, valid, options)
+        parameters = [p for name, p in self.estimator.named_parameters() if not name.startswith("validity.")]
+        optimizer = make_optimizer(self.optim, parameters, options.learning_rate)
         history = TrainingHistory()
         try:
             with seeded(options.seed):

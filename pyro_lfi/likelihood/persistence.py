@@ -10,6 +10,7 @@ import torch
 
 from ..errors import SiteError
 from ..model.schema import SimulatorPlaceholders, read_schema
+from ..nn.validity import ValidityClassifier
 from ..seeding import preserved_rng
 from ..simulation.trial import uncondition
 from .inputs import SimulatorParams
@@ -47,6 +48,8 @@ def load_site_estimator(cls, path: str | os.PathLike, model: Callable, args: tup
     estimator.param_shapes = tuple(torch.Size(s) for s in saved["param_shapes"])
     psi = torch.randn(4, sum(s.numel() for s in estimator.param_shapes))
     estimator.create(psi, torch.randn(4, estimator.event_shape.numel()))  # statistics come with the weights
+    if any(key.startswith("validity.") for key in saved["state_dict"]):
+        estimator.validity = ValidityClassifier(psi.shape[-1])
     estimator.load_state_dict(saved["state_dict"])
     return estimator.eval()
 

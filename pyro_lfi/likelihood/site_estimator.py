@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..errors import NotFittedError
+from ..nn.validity import ValidityClassifier
 from ..simulation.simulations import Simulations
 from .inputs import simulator_inputs
 from .persistence import load_site_estimator, saved_site_estimator
@@ -44,7 +45,7 @@ class SiteDistribution(dist.TorchDistribution):
         events = len(self.event_shape)
         batch = torch.broadcast_shapes(value.shape[: value.dim() - events], self.batch_shape)
         flat = value.expand(batch + self.event_shape).reshape(batch + (-1,))
-        return self.estimator.score(self.psi.expand(batch + self.psi.shape[-1:]), flat)
+        return self.estimator.log_density(self.psi.expand(batch + self.psi.shape[-1:]), flat)
 
 
 class SiteEstimator(nn.Module):
@@ -62,6 +63,8 @@ class SiteEstimator(nn.Module):
         self.model, self.observed = model, observed
         self.event_shape: torch.Size | None = None
         self.param_shapes: tuple[torch.Size, ...] = ()
+        #: :math:`P(\text{valid} \mid \psi)` where the training simulations failed somewhere
+        self.validity: ValidityClassifier | None = None
 
     @property
     def is_built(self) -> bool:
@@ -101,6 +104,21 @@ class SiteEstimator(nn.Module):
     def score(self, psi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """The site's log density of flat outputs ``x`` ``[*batch, D]`` given flat ``psi``."""
         raise NotImplementedError
+
+    def log_density(self, psi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        r"""The log density of a valid output ``x`` in the model, :meth:`score` plus
+        :math:`\log P(\text{valid} \mid \psi)` where the simulator was seen to fail: fitted
+        to valid outputs only, the estimator is of :math:`x` given that it is valid."""
+        score = self.score(psi, x)
+        return score if self.validity is None else score + self.validity.log_prob_valid(psi)
+
+    def validity_pairs(self, simulations: Simulations, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(psi, valid)`` of every row (and trial) of ``simulations`` with finite parameters."""
+        params, trials = simulator_inputs(self.model, self.observed, simulations.latents, args, kwargs)
+        psi = flatten_params(params)
+        valid = simulations.valid.repeat_interleave(trials.numel())
+        finite = torch.isfinite(psi).all(-1)
+        return psi[finite], valid[finite]
 
     def forward(self, *params: torch.Tensor) -> SiteDistribution:
         """The estimator at the Simulator's parameters, as the model passes them, as a Pyro

@@ -1,13 +1,15 @@
-"""Sequential neural posterior estimation: the round loop (:class:`SNPE`) and its methods, each a
-:class:`SequentialMethod` (:data:`METHODS` by name)."""
+"""Sequential estimation at one observation: the posterior's round loop (:class:`SNPE`) and its
+methods, each a :class:`SequentialMethod` (:data:`METHODS` by name), and the rounds of learned
+likelihoods and ratios (:class:`SNLE`, :class:`SNRE`)."""
 
 from .apt import APT
 from .method import RoundLoss, SequentialMethod
 from .proposals import ProposalError
 from .registry import METHODS, make_method
 from .rounds import SNPE, RoundRecord
+from .site_rounds import SNLE, SNRE, SiteRoundRecord
 from .snpe_a import SNPEA
 from .tsnpe import TSNPE
 
-__all__ = ["APT", "METHODS", "SNPE", "SNPEA", "TSNPE", "ProposalError", "RoundLoss", "RoundRecord",
-           "SequentialMethod", "make_method"]
+__all__ = ["APT", "METHODS", "SNLE", "SNPE", "SNPEA", "SNRE", "TSNPE", "ProposalError", "RoundLoss", "RoundRecord",
+           "SequentialMethod", "SiteRoundRecord", "make_method"]

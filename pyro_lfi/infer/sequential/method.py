@@ -30,9 +30,9 @@ from ...simulation.simulations import Simulations
 from ..loop import TrainingConfig
 from ..losses import npe_loss
 from ..npe import training_tensors
+from ..validity import ValidityClassifier, fit_validity
 from .mixtures import is_gaussian_mixture
 from .proposals import Proposal, RestrictedProposal
-from .validity import ValidityClassifier, fit_validity
 
 __all__ = ["RoundLoss", "SequentialMethod", "unrestricted_only"]
 

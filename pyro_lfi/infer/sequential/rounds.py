@@ -19,7 +19,7 @@ knows none of them:
 Invalid simulations are dropped. That is exact for NPE, TSNPE, SNPE-A and the non-atomic APT
 loss, whose minimizers condition on the observation being a valid output; the atomic loss is
 corrected by a classifier of :math:`P(\text{valid} \mid z)`
-(:class:`~pyro_lfi.infer.sequential.validity.ValidityClassifier`). With ``restrict=gamma``
+(:class:`~pyro_lfi.nn.validity.ValidityClassifier`, :mod:`pyro_lfi.infer.validity`). With ``restrict=gamma``
 (atomic APT and TSNPE), later rounds also stop proposing where that classifier gives
 :math:`P(\text{valid} \mid z) < \gamma`.
 """
@@ -43,10 +43,10 @@ from ...simulation.options import SimulationOptions
 from ...simulation.simulations import Simulations
 from ..loop import TrainingConfig, TrainingHistory, train_loop
 from ..npe import OptimSpec, make_optimizer
+from ..validity import ValidityClassifier
 from .method import RoundLoss, SequentialMethod
 from .proposals import Proposal
 from .registry import make_method
-from .validity import ValidityClassifier
 
 __all__ = ["SNPE", "RoundRecord"]
 
