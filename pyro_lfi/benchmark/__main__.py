@@ -1,5 +1,6 @@
-"""``python -m pyro_lfi.benchmark``: amortized NPE, and sequential NPE (APT, TSNPE) focused on
-one observation, on tasks with reference posteriors, side by side with sbi in the same run."""
+"""``python -m pyro_lfi.benchmark``: amortized NPE, sequential NPE (APT, TSNPE) focused on one
+observation, and learned likelihoods and ratios (NLE, NRE, SNLE, SNRE with MCMC), on tasks with
+reference posteriors, side by side with sbi in the same run."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import time
 
 import torch
 
-from .runner import SEQUENTIAL_LABELS, format_table, run_sequential_task, run_task
+from .likelihoods import LIKELIHOOD_LABELS
+from .runner import SEQUENTIAL_LABELS, format_table, run_likelihood_benchmark, run_sequential_task, run_task
 from .tasks import TASKS, get_task
 
 
@@ -27,12 +29,16 @@ def main(argv: list[str] | None = None) -> None:
                         help="posterior draws per method (and reference draws) for C2ST and the sampling time")
     parser.add_argument("--no-sbi", action="store_true", help="skip sbi even if it is installed")
     parser.add_argument("--json", help="also write the results to this JSON file")
-    parser.add_argument("--mode", choices=["amortized", "sequential", "both"], default="both",
-                        help="amortized NPE on --tasks, sequential NPE on --sequential-tasks, or both")
+    parser.add_argument("--mode", choices=["amortized", "sequential", "both", "likelihood"], default="both",
+                        help="amortized NPE on --tasks, sequential NPE on --sequential-tasks, or both; "
+                             "learned likelihoods and ratios on --likelihood-tasks")
     parser.add_argument("--sequential-tasks", nargs="+", default=["two_moons", "slcp"], choices=sorted(TASKS))
     parser.add_argument("--sequential-methods", nargs="+", default=["apt", "tsnpe"], choices=list(SEQUENTIAL_LABELS),
                         help="pyro_lfi's sequential methods to run (SNPE-A always with a mixture density guide)")
     parser.add_argument("--rounds", type=int, default=10, help="rounds of a sequential run (budget split evenly)")
+    parser.add_argument("--likelihood-tasks", nargs="+", default=["slcp"], choices=sorted(TASKS))
+    parser.add_argument("--likelihood-methods", nargs="+", default=["nle", "snle"], choices=list(LIKELIHOOD_LABELS),
+                        help="learned likelihoods and ratios (--mode likelihood): NLE, NRE, SNLE, SNRE")
     args = parser.parse_args(argv)
 
     with_sbi = not args.no_sbi and importlib.util.find_spec("sbi") is not None
@@ -51,6 +57,11 @@ def main(argv: list[str] | None = None) -> None:
         jobs += [lambda t=t: run_sequential_task(get_task(t), args.rounds, per_round, args.seed, with_sbi,
                                                  args.estimator, args.num_draws, tuple(args.sequential_methods))
                  for t in args.sequential_tasks]
+    if args.mode == "likelihood":
+        per_round = args.num_simulations // args.rounds
+        jobs += [lambda t=t: run_likelihood_benchmark(get_task(t), args.rounds, per_round, args.seed, with_sbi,
+                                                      args.num_draws, tuple(args.likelihood_methods))
+                 for t in args.likelihood_tasks]
     for job in jobs:
         results += job()
         print(format_table(results), file=sys.stderr, flush=True)  # so far, in case of interruption

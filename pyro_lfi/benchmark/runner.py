@@ -11,6 +11,7 @@ import torch
 import pyro_lfi as lfi
 
 from ..diagnostics import c2st
+from .likelihoods import LIKELIHOOD_LABELS, SBI_LABELS, run_likelihood_task
 from .tasks import Task
 
 __all__ = ["Result", "format_table", "run_pyro_lfi", "run_pyro_lfi_sequential", "run_sequential_task", "run_task"]
@@ -32,6 +33,7 @@ class Result:
     epochs: int | None = None
     wall_seconds: float | None = None
     rounds: int = 1
+    ess_per_second: float | None = None  #: of MCMC on a learned likelihood or ratio
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -104,13 +106,21 @@ def _score(task: Task, runs: dict, reference: torch.Tensor, budget: int, seed: i
             run.get("simulate_seconds"),
             run.get("epochs"),
             run.get("wall_seconds"),
-            rounds,
+            run.get("rounds", rounds),
+            run.get("ess_per_second"),
         )
         for method, run in runs.items()
     ]
 
 
 SEQUENTIAL_LABELS = {"apt": "pyro_lfi APT", "tsnpe": "pyro_lfi TSNPE", "snpe-a": "pyro_lfi SNPE-A"}
+
+#: the sbi method each pyro_lfi method's time is compared with
+PEERS = {
+    "pyro_lfi": "sbi",
+    **{label: "sbi SNPE-C" for label in SEQUENTIAL_LABELS.values()},
+    **{LIKELIHOOD_LABELS[m]: SBI_LABELS[m] for m in LIKELIHOOD_LABELS},
+}
 
 
 def run_sequential_task(
@@ -150,22 +160,34 @@ def run_task(
     return _score(task, runs, reference, num_simulations, seed, 1)
 
 
+def run_likelihood_benchmark(
+    task: Task, num_rounds: int, simulations_per_round: int, seed: int = 0, with_sbi: bool = True,
+    num_draws: int = NUM_DRAWS, methods: tuple[str, ...] = ("nle", "snle"),
+) -> list[Result]:
+    """Learned likelihoods and ratios (``methods``: keys of ``LIKELIHOOD_LABELS``) with pyro_lfi
+    and sbi on ``task`` at ``task.observation(1)``, scored like the other runs."""
+    reference = task.reference_posterior_at(1, num_draws, seed=seed)
+    runs = run_likelihood_task(task, num_rounds, simulations_per_round, seed, with_sbi, num_draws, methods)
+    return _score(task, runs, reference, num_rounds * simulations_per_round, seed, 1)
+
+
 def format_table(results: list[Result]) -> str:
     """A Markdown table; times of pyro_lfi as a ratio to sbi's where both ran (training time
     for amortized runs, the whole loop's wall time for sequential ones)."""
-    peer = {(r.task, r.rounds): r for r in results if r.method.startswith("sbi")}
+    peer = {(r.task, r.rounds, r.method): r for r in results if r.method.startswith("sbi")}
     lines = [
-        "| task | method | rounds x simulations | C2ST | train s | wall s | sample s | time / sbi |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| task | method | rounds x simulations | C2ST | train s | wall s | sample s | ESS/s | time / sbi |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
-        ratio, other = "", peer.get((r.task, r.rounds))
+        ratio, other = "", peer.get((r.task, r.rounds, PEERS.get(r.method)))
         if other is not None and not r.method.startswith("sbi"):
             field = "wall_seconds" if r.rounds > 1 else "train_seconds"
             ratio = f"{getattr(r, field) / getattr(other, field):.2f}"
         wall = f"{r.wall_seconds:.1f}" if r.wall_seconds is not None else ""
+        ess = f"{r.ess_per_second:.0f}" if r.ess_per_second is not None else ""
         lines.append(
             f"| {r.task} | {r.method} | {r.rounds} x {r.num_simulations // r.rounds} | {r.c2st:.3f} "
-            f"| {r.train_seconds:.1f} | {wall} | {r.sample_seconds:.3f} | {ratio} |"
+            f"| {r.train_seconds:.1f} | {wall} | {r.sample_seconds:.3f} | {ess} | {ratio} |"
         )
     return "\n".join(lines)

@@ -1,0 +1,120 @@
+"""Learned likelihoods and ratios in the benchmark: pyro_lfi's NLE and NRE (one round from the
+prior) and SNLE and SNRE (rounds at the observation), beside sbi's NLE, NRE-C, SNLE and SNRE at
+the same budget. Posterior draws come from MCMC on the learned likelihood: pyro_lfi's
+:func:`~pyro_lfi.posterior_chains` (NUTS, chains started across the modes), sbi's default
+``MCMCPosterior`` (vectorized slice sampling); both report effective samples per second."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pyro.ops.stats import effective_sample_size
+
+import pyro_lfi as lfi
+
+from ..seeding import seeded
+from .tasks import Task
+
+__all__ = ["LIKELIHOOD_LABELS", "SBI_LABELS", "run_likelihood_task", "run_pyro_lfi_likelihood", "run_sbi_likelihood"]
+
+#: the methods ``--likelihood-methods`` takes, with their labels in the table
+LIKELIHOOD_LABELS = {"nle": "pyro_lfi NLE", "nre": "pyro_lfi NRE", "snle": "pyro_lfi SNLE", "snre": "pyro_lfi SNRE"}
+SBI_LABELS = {"nle": "sbi NLE", "nre": "sbi NRE-C", "snle": "sbi SNLE", "snre": "sbi SNRE-C"}
+
+
+def _budget(method: str, num_rounds: int, simulations_per_round: int) -> tuple[int, int]:
+    """``(rounds, simulations per round)``: the amortized methods spend the budget in one round."""
+    if method.startswith("s"):
+        return num_rounds, simulations_per_round
+    return 1, num_rounds * simulations_per_round
+
+
+def run_pyro_lfi_likelihood(
+    task: Task, method: str, num_rounds: int, simulations_per_round: int, seed: int, num_draws: int
+) -> dict[str, Any]:
+    """``method`` (a key of :data:`LIKELIHOOD_LABELS`) with pyro_lfi at ``task.observation(1)``:
+    training (every round's proposing, simulating and training) is timed as ``wall_seconds``,
+    then ``num_draws`` posterior draws by :func:`~pyro_lfi.posterior_chains`."""
+    x_o = task.observation(1)
+    rounds, per_round = _budget(method, num_rounds, simulations_per_round)
+    likelihood = method in ("nle", "snle")
+    estimator = lfi.NeuralLikelihood(task.model, "x") if likelihood else lfi.NeuralRatio(task.model, "x")
+    runner = (lfi.SNLE if likelihood else lfi.SNRE)(task.model, estimator, progress=False, seed=seed)
+    start = time.perf_counter()
+    runner.run(x_o, num_rounds=rounds, simulations_per_round=per_round, seed=seed)
+    wall_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    chains = lfi.posterior_chains(runner.surrogate(), num_draws, x_o, seed=seed, num_chains=8)
+    sample_seconds = time.perf_counter() - start
+    return {
+        "samples": chains.get_samples()["theta"],
+        "train_seconds": sum(r.train_seconds for r in runner.rounds),
+        "simulate_seconds": sum(r.simulate_seconds + r.propose_seconds for r in runner.rounds),
+        "sample_seconds": sample_seconds,
+        "wall_seconds": wall_seconds + sample_seconds,
+        "epochs": sum(r.epochs for r in runner.rounds),
+        "ess_per_second": chains.ess_per_second(),
+        "rounds": rounds,
+    }
+
+
+def _sbi_class(method: str) -> Any:
+    try:
+        from sbi.inference import NLE, NRE_C
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise ImportError("the sbi baselines need the 'sbi' package: pip install sbi") from error
+    return NLE if method in ("nle", "snle") else NRE_C
+
+
+def run_sbi_likelihood(
+    task: Task, method: str, num_rounds: int, simulations_per_round: int, seed: int, num_draws: int
+) -> dict[str, Any]:
+    """The same with sbi's defaults (NSF likelihood / residual-net classifier, slice sampling):
+    each sequential round proposes from ``posterior.set_default_x(x_o)``. The ESS is of the draws
+    in the order sbi returns them, as one chain."""
+    x_o = task.observation(1)
+    rounds, per_round = _budget(method, num_rounds, simulations_per_round)
+    with seeded(seed):
+        start = time.perf_counter()
+        inference = _sbi_class(method)(prior=task.prior, show_progress_bars=False)
+        proposal: Any = task.prior
+        train_seconds = 0.0
+        for _ in range(rounds):
+            theta = proposal.sample((per_round,)) if proposal is task.prior else proposal.sample(
+                (per_round,), show_progress_bars=False
+            )
+            x = task.simulator(theta)
+            train_start = time.perf_counter()
+            estimator = inference.append_simulations(theta, x).train()
+            train_seconds += time.perf_counter() - train_start
+            proposal = inference.build_posterior(estimator).set_default_x(x_o)
+        sample_start = time.perf_counter()
+        samples = proposal.sample((num_draws,), show_progress_bars=False).detach()
+        sample_seconds = time.perf_counter() - sample_start
+        wall_seconds = time.perf_counter() - start
+    ess = float(effective_sample_size(samples[None], chain_dim=0, sample_dim=1).min())
+    return {
+        "samples": samples,
+        "train_seconds": train_seconds,
+        "sample_seconds": sample_seconds,
+        "wall_seconds": wall_seconds,
+        "ess_per_second": ess / sample_seconds,
+        "rounds": rounds,
+    }
+
+
+def run_likelihood_task(
+    task: Task, num_rounds: int, simulations_per_round: int, seed: int, with_sbi: bool, num_draws: int,
+    methods: tuple[str, ...],
+) -> dict[str, dict[str, Any]]:
+    """Every method of ``methods`` (and sbi's counterpart where ``with_sbi``) on ``task``, by label."""
+    runs = {}
+    for method in methods:
+        runs[LIKELIHOOD_LABELS[method]] = run_pyro_lfi_likelihood(
+            task, method, num_rounds, simulations_per_round, seed, num_draws
+        )
+        if with_sbi:
+            runs[SBI_LABELS[method]] = run_sbi_likelihood(task, method, num_rounds, simulations_per_round, seed,
+                                                          num_draws)
+    return runs
