@@ -111,6 +111,24 @@ def test_clear_errors():
         rf.spike_triggered_average(torch.zeros(2, 11), images)
 
 
+def test_the_sta_embedding_reads_batches_row_by_row_and_sees_the_sta_as_an_image():
+    torch.manual_seed(0)
+    net = rf.STAEmbedding(image_size=5, out_features=6)
+    x = torch.randn(2, 3, 26)
+    out = net(x)
+    assert out.shape == (2, 3, 6)
+    torch.testing.assert_close(out[1, 2], net(x[1, 2]))
+    # the convolutions see neighbouring pixels: without the linear map and the head's mixing, a
+    # change to one pixel moves only the feature maps within two pixels of it (two 3 x 3 layers)
+    image = torch.randn(1, 1, 5, 5)
+    changed = image.clone()
+    changed[0, 0, 0, 0] += 1.0
+    moved = (net.conv(changed) - net.conv(image)).abs().sum(1)[0] > 0
+    assert moved[:3, :3].all() and not moved[3:].any() and not moved[:, 3:].any()
+    with pytest.raises(ValueError, match=r"reads \[\*batch, 26\]"):
+        net(torch.zeros(4, 25))
+
+
 @pytest.mark.slow
 def test_npe_on_the_sta_matches_nuts_on_the_raw_spikes():
     """The summary is sufficient, so NPE on (STA, count) targets the posterior NUTS samples from
