@@ -96,3 +96,32 @@ def test_clear_errors():
         iaf.integrate_and_fire_model(torch.zeros(3, 4))
     with pytest.raises(ValueError, match="num_trials must be a positive int"):
         iaf.integrate_and_fire_model(num_trials=0)
+
+
+def test_the_variable_trials_model_keeps_a_uniform_number_of_trials_and_pads_with_nan():
+    sims = lfi.simulate(iaf.variable_trials_model, 600, seed=0, progress=False,
+                        model_kwargs={"protocol": SHORT, "max_trials": 5, "min_trials": 2})
+    x = sims.values["x"]
+    assert x.shape == (600, 5, 4)
+    present = torch.isfinite(x).all(-1)
+    kept = present.sum(-1)
+    # the kept trials come first, whole: a trial is all finite or all NaN
+    assert torch.equal(present, torch.arange(5) < kept.unsqueeze(-1)) and torch.isnan(x[~present]).all()
+    counts = torch.bincount(kept, minlength=6)[2:].float()  # 2..5 kept, 150 each expected
+    assert counts.sum() == 600 and ((counts - 150).abs() / (150 * 0.75) ** 0.5).max() < 4
+    assert torch.equal(sims.valid, kept == 5)  # a padded simulation is flagged non-finite
+    sims = lfi.simulate(iaf.variable_trials_model, 8, seed=0, progress=False,
+                        model_kwargs={"protocol": SHORT, "max_trials": 4, "min_trials": 4})
+    assert sims.values["x"].shape == (8, 4, 4) and sims.valid.all()
+
+
+def test_pad_trials_and_the_variable_trials_model_errors():
+    x = torch.ones(3, 4)
+    padded = iaf.pad_trials(x, 10)
+    assert padded.shape == (10, 4) and torch.equal(padded[:3], x) and padded[3:].isnan().all()
+    with pytest.raises(ValueError, match="do not fit in max_trials=2"):
+        iaf.pad_trials(x, 2)
+    with pytest.raises(ValueError, match="1 <= min_trials <= max_trials"):
+        iaf.variable_trials_model(min_trials=4, max_trials=3)
+    with pytest.raises(ObservationError, match=r"\[\.\.\., 10, 4\]: pad n trials with pad_trials"):
+        iaf.variable_trials_model(torch.zeros(3, 4))

@@ -111,24 +111,47 @@ def test_clear_errors():
         rf.spike_triggered_average(torch.zeros(2, 11), images)
 
 
+def test_the_sta_embedding_reads_batches_row_by_row_and_sees_the_sta_as_an_image():
+    torch.manual_seed(0)
+    net = rf.STAEmbedding(image_size=5, out_features=6)
+    x = torch.randn(2, 3, 26)
+    out = net(x)
+    assert out.shape == (2, 3, 6)
+    torch.testing.assert_close(out[1, 2], net(x[1, 2]))
+    # the convolutions see neighbouring pixels: without the linear map and the head's mixing, a
+    # change to one pixel moves only the feature maps within two pixels of it (two 3 x 3 layers)
+    image = torch.randn(1, 1, 5, 5)
+    changed = image.clone()
+    changed[0, 0, 0, 0] += 1.0
+    moved = (net.conv(changed) - net.conv(image)).abs().sum(1)[0] > 0
+    assert moved[:3, :3].all() and not moved[3:].any() and not moved[:, 3:].any()
+    with pytest.raises(ValueError, match=r"reads \[\*batch, 26\]"):
+        net(torch.zeros(4, 25))
+
+
 @pytest.mark.slow
-def test_npe_on_the_sta_matches_nuts_on_the_raw_spikes():
+def test_tsnpe_on_the_sta_matches_nuts_on_the_raw_spikes():
     """The summary is sufficient, so NPE on (STA, count) targets the posterior NUTS samples from
-    the raw spikes' exact likelihood. An amortized guide on 10,000 simulations is still too wide
-    (the tutorial measured C2ST 0.84 at this recording); a simulator or likelihood that disagreed
-    would give a C2ST near 1. Measured here: 0.789 (500 NUTS draws, 80 s)."""
+    the raw spikes' exact likelihood; a simulator or likelihood that disagreed would give a C2ST
+    near 1. With the STA read as an image (STAEmbedding) and TSNPE's rounds spent near this
+    recording's posterior, the guide matches it: measured C2ST 0.613
+    (171 s of CPU on one core, 2026-11-30; the amortized NPE of before, on 10,000 simulations
+    with the default embedding, scored 0.79)."""
     images = rf.white_noise(400)
     model = functools.partial(rf.receptive_field_model, images=images)
     torch.manual_seed(1)
     spikes = rf.receptive_field_simulator(*params(1), images=images, output="spikes")[0]
     reference = mcmc(model, x=spikes, output="spikes", likelihood=rf.receptive_field_likelihood(images),
                      num_samples=500, seed=0)
-    guide = lfi.NeuralPosterior(model, observed="x")
-    sims = lfi.simulate(model, 10_000, seed=0, progress=False)
-    lfi.NPE(model, guide, seed=0, progress=False, max_epochs=300).train(sims)
-    draws = guide.sample(500, x=rf.spike_triggered_average(spikes, images))
+    x_o = rf.spike_triggered_average(spikes, images)
+    torch.manual_seed(0)
+    guide = lfi.NeuralPosterior(model, observed="x", estimator="maf", embedding_net=rf.STAEmbedding())
+    snpe = lfi.SNPE(model, guide, method="tsnpe", seed=0, progress=False, max_epochs=300)
+    snpe.run(x=x_o, num_rounds=3, simulations_per_round=2_500, seed=0)
+    snpe.run(x=x_o, num_rounds=1, simulations_per_round=10_000, seed=1)
+    draws = guide.sample(500, x=x_o)
     approx = torch.stack([draws[k] for k in rf.PARAMETER_NAMES], -1)
     exact = torch.stack([torch.as_tensor(reference.posterior[k].values).flatten() for k in rf.PARAMETER_NAMES], -1)
     accuracy = c2st(approx, exact.float(), seed=0)
     print(f"C2ST {accuracy:.3f}")
-    assert accuracy <= 0.9
+    assert accuracy <= 0.66

@@ -55,5 +55,6 @@ def test_integrate_and_fire_tutorial(tmp_path):
     assert "NPE: trained" in stdout and "NLE + NUTS, 3 trials" in stdout and "NLE + NUTS, 10 trials" in stdout
     assert "c2st(NPE, NLE+NUTS)" in stdout and "SBC passed:" in stdout
     assert (tmp_path / "if_raster.png").stat().st_size > 5_000
-    for name in ("if_pair.png", "if_sbc.png"):
+    assert "3 trials: c2st(NPE, NLE+NUTS)" in stdout and "10 trials: c2st(NPE, NLE+NUTS)" in stdout
+    for name in ("if_pair.png", "if_sbc.png", "if_trials.png"):
         assert (tmp_path / name).stat().st_size > 10_000

@@ -28,7 +28,8 @@ steps; a fused kernel did not pay at this size); :func:`spike_features` reads th
 first-spike latency and the mean and CV of the inter-spike intervals during the step (NaN where
 undefined), and :func:`observation` makes them finite for the model. The Pyro model
 (:func:`integrate_and_fire_model`) draws the parameters and ``num_trials`` iid trials under
-``pyro.plate("trials", num_trials)``.
+``pyro.plate("trials", num_trials)``; :func:`variable_trials_model` simulates a random number of
+trials, padded with NaN (:func:`pad_trials`), to train one NPE guide for any number of trials.
 """
 
 from .dynamics import DEFAULT_PROTOCOL, Protocol, lif_firing_rate, simulate
@@ -39,6 +40,8 @@ from .model import (
     integrate_and_fire_model,
     integrate_and_fire_prior,
     integrate_and_fire_simulator,
+    pad_trials,
+    variable_trials_model,
 )
 
 __all__ = [
@@ -52,6 +55,8 @@ __all__ = [
     "integrate_and_fire_simulator",
     "lif_firing_rate",
     "observation",
+    "pad_trials",
     "simulate",
     "spike_features",
+    "variable_trials_model",
 ]

@@ -12,7 +12,14 @@ from ...model.simulator import Simulator
 from .dynamics import DEFAULT_PROTOCOL, Protocol, simulate
 from .features import FEATURE_NAMES, observation, spike_features
 
-__all__ = ["PARAMETER_NAMES", "integrate_and_fire_model", "integrate_and_fire_prior", "integrate_and_fire_simulator"]
+__all__ = [
+    "PARAMETER_NAMES",
+    "integrate_and_fire_model",
+    "integrate_and_fire_prior",
+    "integrate_and_fire_simulator",
+    "pad_trials",
+    "variable_trials_model",
+]
 
 #: The latent sites of :func:`integrate_and_fire_model`, in the simulator's parameter order.
 PARAMETER_NAMES = ("tau", "e_leak", "delta_t", "v_t", "sigma")
@@ -68,3 +75,55 @@ def integrate_and_fire_model(x: Tensor | None = None, *, num_trials: int = 10,
     with pyro.plate("trials", num_trials):
         simulator = Simulator(_Simulate(protocol, dequantize), *params, event_shape=(len(FEATURE_NAMES),))
         return pyro.sample("x", simulator, obs=x)
+
+
+def pad_trials(x: Tensor, max_trials: int) -> Tensor:
+    """Trials ``x [..., n, 4]`` padded with NaN trials to ``[..., max_trials, 4]``: how
+    :func:`variable_trials_model` observes ``n <= max_trials`` trials."""
+    n = x.shape[-2]
+    if n > max_trials:
+        raise ValueError(f"pad_trials: {n} trials do not fit in max_trials={max_trials}")
+    padding = torch.full((*x.shape[:-2], max_trials - n, x.shape[-1]), torch.nan, dtype=x.dtype, device=x.device)
+    return torch.cat([x, padding], -2)
+
+
+class _VariableTrials:
+    """``max_trials`` trials per parameter set, of which a uniform number in ``[min_trials,
+    max_trials]`` is kept and the rest NaN (picklable)."""
+
+    def __init__(self, min_trials: int, max_trials: int, protocol: Protocol, dequantize: bool):
+        self.min_trials, self.max_trials = min_trials, max_trials
+        self.protocol, self.dequantize = protocol, dequantize
+
+    def __call__(self, *params: Tensor) -> Tensor:
+        params = torch.broadcast_tensors(*params)
+        repeated = [p.unsqueeze(-1).expand(-1, self.max_trials).reshape(-1) for p in params]
+        x = integrate_and_fire_simulator(*repeated, protocol=self.protocol, dequantize=self.dequantize)
+        x = x.reshape(len(params[0]), self.max_trials, len(FEATURE_NAMES))
+        kept = torch.randint(self.min_trials, self.max_trials + 1, (len(x), 1))
+        return torch.where((torch.arange(self.max_trials) < kept).unsqueeze(-1), x, torch.nan)
+
+
+def variable_trials_model(x: Tensor | None = None, *, max_trials: int = 10, min_trials: int = 1,
+                          protocol: Protocol = DEFAULT_PROTOCOL, dequantize: bool = True) -> Tensor:
+    """Pyro model for one amortized NPE guide over a variable number of trials: the parameters of
+    :func:`integrate_and_fire_model`, then ``x [max_trials, 4]``, whose first ``n`` rows are iid
+    trials and the rest NaN, with ``n`` uniform on ``min_trials..max_trials`` in each simulation
+    (independent of the parameters, so the posterior given the ``n`` trials is that of
+    ``integrate_and_fire_model(num_trials=n)``). Train ``NeuralPosterior(..., missing="impute")``
+    with a ``DeepSet((max_trials, 4), k, missing_indicator=True)``, and condition it on
+    ``pad_trials(x_o, max_trials)``.
+    """
+    if not (isinstance(min_trials, int) and isinstance(max_trials, int) and 1 <= min_trials <= max_trials):
+        raise ValueError(
+            f"variable_trials_model needs ints 1 <= min_trials <= max_trials, got {min_trials!r} and {max_trials!r}"
+        )
+    shape = (max_trials, len(FEATURE_NAMES))
+    if x is not None and tuple(x.shape[-2:]) != shape:
+        raise ObservationError(
+            f"variable_trials_model: the observation at site 'x' has shape {tuple(x.shape)}, expected "
+            f"[..., {max_trials}, {len(FEATURE_NAMES)}]: pad n trials with pad_trials(x, {max_trials})"
+        )
+    params = [pyro.sample(name, prior) for name, prior in integrate_and_fire_prior().items()]
+    simulator = _VariableTrials(min_trials, max_trials, protocol, dequantize)
+    return pyro.sample("x", Simulator(simulator, *params, event_shape=shape), obs=x)
