@@ -3,6 +3,7 @@ units, 5 trials each. NUTS on the surrogate agrees with NUTS on the true likelih
 
 import pyro
 import pyro.distributions as dist
+import pytest
 import torch
 
 import pyro_lfi as lfi
@@ -37,6 +38,7 @@ def population_parameters(draws: dict) -> torch.Tensor:
     return torch.stack([draws["mu"], draws["tau"].log()], -1)
 
 
+@pytest.mark.slow  # about 80 s: NUTS on 8 units x 5 trials of a learned flow, and on the true likelihood
 def test_nuts_on_a_hierarchy_of_learned_likelihoods_matches_the_true_likelihood():
     likelihood = lfi.NeuralLikelihood(single_trial, "x", estimator="maf")
     lfi.NLE(single_trial, likelihood, progress=False, seed=0).train(

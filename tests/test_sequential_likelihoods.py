@@ -43,6 +43,7 @@ def half_failing_model(x=None):
     return pyro.sample("x", lfi.Simulator(half_failing, theta), obs=x)
 
 
+@pytest.mark.slow  # about two minutes: three rounds, each proposing by NUTS on a learned flow
 def test_the_likelihood_of_a_failing_simulator_includes_where_it_fails():
     """Fitted to valid outputs, q(x | theta, valid) goes on smoothly into theta[0] > 0, where the
     simulator never returns anything; the surrogate multiplies by P(valid | theta)."""
