@@ -119,7 +119,7 @@ class SNLE:
         start = time.perf_counter()
         parameters = None
         if t > 0:
-            draws = sample_posterior(self.surrogate(), n, *args, seed=seed, **self.sampler_options, **kwargs)
+            draws = self.sample(n, *args, seed=seed, **kwargs)
             parameters = {name: value.detach() for name, value in draws.items()}
         proposed = time.perf_counter()
         sims = simulate(self.model, n, *args, seed=seed, parameters=parameters, options=options, model_kwargs=kwargs)
