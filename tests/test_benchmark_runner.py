@@ -41,8 +41,9 @@ def test_benchmark_command_with_learned_likelihoods(tmp_path, capsys):
 
 
 def test_each_method_is_timed_against_its_own_peer():
-    rows = [Result("slcp", "pyro_lfi SNLE", 2000, 0.7, 10.0, 1.0, wall_seconds=50.0, rounds=2, ess_per_second=80.0),
+    rows = [Result("slcp", "pyro_lfi SNLE", 2000, 0.7, 10.0, 1.0, 3.0, wall_seconds=50.0, rounds=2,
+                   ess_per_second=80.0, propose_seconds=30.0),
             Result("slcp", "sbi SNPE-C", 2000, 0.7, 10.0, 1.0, wall_seconds=500.0, rounds=2),
             Result("slcp", "sbi SNLE", 2000, 0.7, 10.0, 1.0, wall_seconds=200.0, rounds=2, ess_per_second=5.0)]
     table = format_table(rows)
-    assert "| slcp | pyro_lfi SNLE | 2 x 1000 | 0.700 | 10.0 | 50.0 | 1.000 | 80 | 0.25 |" in table
+    assert "| slcp | pyro_lfi SNLE | 2 x 1000 | 0.700 | 30.0 | 3.0 | 10.0 | 50.0 | 1.000 | 80 | 0.25 |" in table

@@ -9,10 +9,12 @@ import torch
 import pyro_lfi as lfi
 from pyro_lfi.diagnostics import c2st
 from pyro_lfi.infer import atomic_apt_loss, mixture_apt_loss, npe_loss
+from pyro_lfi.infer.losses import other_rows
 from pyro_lfi.infer.sequential.mixtures import as_mixture, first_component
 from pyro_lfi.infer.sequential.proposals import GuideProposal, PriorTimesMixture, RestrictedProposal, TruncatedPrior
 from pyro_lfi.infer.validity import fit_classifier
 from pyro_lfi.model.sites import ModelSites
+from pyro_lfi.seeding import seeded
 
 from .models import fragile_model, linear_model, linear_posterior, moons_model
 
@@ -37,6 +39,30 @@ def test_atomic_loss_with_every_row_as_atom():
     assert torch.allclose(atomic_apt_loss(guide, x, z, log_prior, num_atoms=6), manual, atol=1e-5)
     with pytest.raises(ValueError, match="at least 2 atoms"):
         atomic_apt_loss(guide, x[:1], z[:1], log_prior[:1])
+
+
+@pytest.mark.parametrize("estimator", ["nsf", "maf", "mdn"])
+def test_batched_atomic_loss_equals_the_loss_atom_by_atom(estimator):
+    """One batched density call over rows x atoms (each row's context embedded once) gives the
+    loss of scoring every atom of every row by its own call, with the same atoms (drawn by
+    ``other_rows`` under the same seed)."""
+    guide, sims = built_guide(estimator=estimator)
+    n, atoms = 40, 7
+    generator = torch.Generator().manual_seed(3)
+    x = sims.values["x"][:n] + torch.randn(n, 3, generator=generator)
+    z = torch.randn(n, 2, generator=generator)
+    log_prior = torch.randn(n, generator=generator)
+    with seeded(11):
+        batched = atomic_apt_loss(guide, x, z, log_prior, num_atoms=atoms)
+    with seeded(11):
+        others = other_rows(n, atoms - 1)
+    per_row = []
+    with torch.no_grad():
+        for i in range(n):
+            q = guide.estimate(x[i : i + 1])
+            logits = torch.stack([q.log_prob(z[j : j + 1])[0] - log_prior[j] for j in [i, *others[i].tolist()]])
+            per_row.append(-(logits[0] - logits.logsumexp(0)))
+    assert torch.allclose(batched, torch.stack(per_row).mean(), rtol=1e-5, atol=1e-6)
 
 
 def test_mixture_loss_is_a_normalized_proposal_posterior():
@@ -112,7 +138,12 @@ def test_restriction_needs_a_loss_that_holds_for_any_proposal():
 def test_rounds_stop_early_with_sbi_patience_unless_told_otherwise():
     guide = lfi.NeuralPosterior(linear_model)
     assert lfi.SNPE(linear_model, guide).config.stop_after_epochs == 20
+    assert lfi.SNPE(linear_model, guide).later_config.stop_after_epochs == 10  # warm starts
     assert lfi.SNPE(linear_model, guide, stop_after_epochs=7).config.stop_after_epochs == 7
+    assert lfi.SNPE(linear_model, guide, stop_after_epochs=7).later_config.stop_after_epochs == 7
+    assert lfi.SNPE(linear_model, guide, later_patience=4).later_config.stop_after_epochs == 4
+    with pytest.raises(ValueError, match="later_patience"):
+        lfi.SNPE(linear_model, guide, later_patience=0)
     assert lfi.NPE(linear_model, guide).config.stop_after_epochs == 30
 
 

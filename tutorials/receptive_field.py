@@ -90,7 +90,7 @@ for name, (images, spikes) in recordings.items():
     snpe = lfi.SNPE(model, guide, method="tsnpe", seed=0, progress=False, max_epochs=MAX_EPOCHS)
     snpe.run(x=x_o, num_rounds=ROUNDS, simulations_per_round=SIMULATIONS_PER_ROUND, seed=0)
     snpe.run(x=x_o, num_rounds=1, simulations_per_round=LAST_ROUND, seed=1)
-    seconds = sum(r.simulate_seconds + r.train_seconds for r in snpe.rounds)
+    seconds = sum(r.propose_seconds + r.simulate_seconds + r.train_seconds for r in snpe.rounds)
     npe = lfi.to_inference_data(guide, x=x_o, num_samples=1000, seed=0)
     nuts = mcmc(model, x=spikes, output="spikes", likelihood=rf.receptive_field_likelihood(images),
                 num_samples=NUTS_SAMPLES, seed=0)

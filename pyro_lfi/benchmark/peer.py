@@ -99,7 +99,8 @@ def run_sbi_sequential(
     trains with the atomic APT loss.
 
     :returns: as :func:`run_sbi_npe`, with ``train_seconds`` summed over rounds, plus
-        ``wall_seconds``: the whole loop including simulation and proposal sampling.
+        ``propose_seconds`` (sampling the proposals), ``simulate_seconds`` and ``wall_seconds``:
+        the whole loop including simulation and proposal sampling.
     """
     if num_rounds < 1:
         raise ValueError(f"num_rounds must be at least 1, got {num_rounds}")
@@ -112,16 +113,20 @@ def run_sbi_sequential(
         )
         proposal: Any = task.prior
         posterior: Any = None
-        train_seconds = 0.0
+        seconds = {"propose": 0.0, "simulate": 0.0, "train": 0.0}
         for round_index in range(num_rounds):
+            start = time.perf_counter()
             if round_index == 0:
                 theta = proposal.sample((simulations_per_round,))
             else:
                 theta = proposal.sample((simulations_per_round,), show_progress_bars=False)
+                seconds["propose"] += time.perf_counter() - start
+            start = time.perf_counter()
             x = task.simulator(theta)
+            seconds["simulate"] += time.perf_counter() - start
             start = time.perf_counter()
             density_estimator = inference.append_simulations(theta, x, proposal=proposal).train()
-            train_seconds += time.perf_counter() - start
+            seconds["train"] += time.perf_counter() - start
             posterior = inference.build_posterior(density_estimator)
             proposal = posterior.set_default_x(x_o)
         start = time.perf_counter()
@@ -130,7 +135,9 @@ def run_sbi_sequential(
         wall_seconds = time.perf_counter() - wall_start
     return {
         "samples": samples.detach(),
-        "train_seconds": train_seconds,
+        "train_seconds": seconds["train"],
         "sample_seconds": sample_seconds,
+        "propose_seconds": seconds["propose"],
+        "simulate_seconds": seconds["simulate"],
         "wall_seconds": wall_seconds,
     }

@@ -34,6 +34,7 @@ class Result:
     wall_seconds: float | None = None
     rounds: int = 1
     ess_per_second: float | None = None  #: of MCMC on a learned likelihood or ratio
+    propose_seconds: float | None = None  #: sequential runs: drawing the proposals' parameters
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -89,6 +90,7 @@ def run_pyro_lfi_sequential(
         "train_seconds": sum(r.train_seconds for r in snpe.rounds),
         "sample_seconds": sample_seconds,
         "simulate_seconds": sum(r.simulate_seconds for r in snpe.rounds),
+        "propose_seconds": sum(r.propose_seconds for r in snpe.rounds),
         "wall_seconds": wall_seconds,
         "epochs": sum(r.epochs for r in snpe.rounds),
     }
@@ -108,6 +110,7 @@ def _score(task: Task, runs: dict, reference: torch.Tensor, budget: int, seed: i
             run.get("wall_seconds"),
             run.get("rounds", rounds),
             run.get("ess_per_second"),
+            run.get("propose_seconds"),
         )
         for method, run in runs.items()
     ]
@@ -173,21 +176,26 @@ def run_likelihood_benchmark(
 
 def format_table(results: list[Result]) -> str:
     """A Markdown table; times of pyro_lfi as a ratio to sbi's where both ran (training time
-    for amortized runs, the whole loop's wall time for sequential ones)."""
+    for amortized runs, the whole loop's wall time for sequential ones). Sequential runs also
+    give the time spent proposing and simulating."""
     peer = {(r.task, r.rounds, r.method): r for r in results if r.method.startswith("sbi")}
     lines = [
-        "| task | method | rounds x simulations | C2ST | train s | wall s | sample s | ESS/s | time / sbi |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| task | method | rounds x simulations | C2ST | propose s | simulate s | train s | wall s | sample s "
+        "| ESS/s | time / sbi |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         ratio, other = "", peer.get((r.task, r.rounds, PEERS.get(r.method)))
         if other is not None and not r.method.startswith("sbi"):
             field = "wall_seconds" if r.rounds > 1 else "train_seconds"
             ratio = f"{getattr(r, field) / getattr(other, field):.2f}"
-        wall = f"{r.wall_seconds:.1f}" if r.wall_seconds is not None else ""
+        propose, simulate, wall = (
+            f"{s:.1f}" if s is not None and r.rounds > 1 else ""
+            for s in (r.propose_seconds, r.simulate_seconds, r.wall_seconds)
+        )
         ess = f"{r.ess_per_second:.0f}" if r.ess_per_second is not None else ""
         lines.append(
             f"| {r.task} | {r.method} | {r.rounds} x {r.num_simulations // r.rounds} | {r.c2st:.3f} "
-            f"| {r.train_seconds:.1f} | {wall} | {r.sample_seconds:.3f} | {ess} | {ratio} |"
+            f"| {propose} | {simulate} | {r.train_seconds:.1f} | {wall} | {r.sample_seconds:.3f} | {ess} | {ratio} |"
         )
     return "\n".join(lines)

@@ -44,9 +44,8 @@ def atomic_apt_loss(
         raise ValueError(f"the atomic loss needs at least 2 atoms, got num_atoms={num_atoms} and {n} rows")
     others = other_rows(n, atoms - 1, z.device)  # [n, atoms-1], never i
     index = torch.cat([torch.arange(n, device=z.device)[:, None], others], dim=1).T  # [atoms, n]; row 0: own
-    context = guide.embed(x)
-    q = guide.estimator(context.expand((atoms,) + context.shape))
-    logits = q.log_prob(z[index]) - log_prior[index]
+    q = guide.estimate(x)  # batch shape [n]: the context is embedded and conditioned on once per row
+    logits = q.log_prob(z[index]) - log_prior[index]  # z[index]: [atoms, n, D], broadcast over atoms
     return -(logits[0] - logits.logsumexp(0)).mean()
 
 
