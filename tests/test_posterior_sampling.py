@@ -87,10 +87,11 @@ def test_two_modes_match_exact_draws_by_c2st():
     assert c2st(single, exact, seed=0) > 0.6
 
 
-def test_linear_gaussian_matches_the_analytic_posterior():
+@pytest.mark.parametrize("chain_method", ["vectorized", "sequential"])
+def test_linear_gaussian_matches_the_analytic_posterior(chain_method):
     x_o = torch.tensor([0.8, -0.6, 0.3])
     model = tractable(linear_model, {"x": lambda theta: dist.Normal(theta @ A.T, NOISE).to_event(1)})
-    draws = lfi.sample_posterior(model, 1000, x=x_o, num_chains=4, warmup_steps=150, seed=0)
+    draws = lfi.sample_posterior(model, 1000, x=x_o, num_chains=4, warmup_steps=150, seed=0, chain_method=chain_method)
     assert set(draws) == {"theta"} and draws["theta"].shape == (1000, 2)
     exact = linear_posterior(x_o)
     with seeded(2):
@@ -165,10 +166,32 @@ def test_a_model_that_does_not_vectorize_falls_back_to_one_run_per_candidate():
         loc = theta**2 if theta < 10 else theta  # one value per run: a batch of thetas raises here
         return pyro.sample("x", dist.Normal(loc, 0.3), obs=x)
 
-    with pytest.warns(UserWarning, match="one run at a time"):
+    with pytest.warns(UserWarning) as caught:
         draws = lfi.sample_posterior(scalar_model, 100, x=torch.tensor(1.0), num_chains=2, warmup_steps=30,
                                      num_candidates=200, seed=0)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "one run at a time" in messages and "running the chains one after another" in messages
     assert draws["theta"].shape == (100,)
+
+
+def test_vectorized_chains_are_independent_copies_in_one_trajectory():
+    """Each chain keeps its own start and its own draws; a hierarchy's plates stay right of the chains'."""
+
+    def hierarchy(x=None):
+        mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
+        with pyro.plate("units", 3, dim=-2):
+            theta = pyro.sample("theta", dist.Normal(mu, 1.0))
+            with pyro.plate("trials", 4, dim=-1):
+                return pyro.sample("x", dist.Normal(theta, 0.5), obs=x)
+
+    x = torch.tensor([[-1.0], [0.0], [2.0]]) + 0.5 * torch.randn(3, 4, generator=torch.Generator().manual_seed(0))
+    samples = lfi.posterior_chains(hierarchy, 300, x=x, num_chains=3, warmup_steps=100, seed=0)
+    assert samples.chains["mu"].shape == (3, 100) and samples.chains["theta"].shape == (3, 100, 3, 1)
+    assert torch.equal(samples.chains["theta"][:, 0] != samples.chains["theta"][:, 1], torch.ones(3, 3, 1).bool())
+    means = samples.chains["theta"].mean(1).squeeze(-1)  # [chain, unit]: every chain finds each unit's mean
+    assert (means.std(0) < 0.3).all() and (means[:, 2] - means[:, 0] > 2).all()
+    exact = lfi.sample_posterior(hierarchy, 300, x=x, num_chains=3, warmup_steps=100, seed=0, chain_method="sequential")
+    assert c2st(samples.get_samples()["mu"][:, None], exact["mu"][:, None], seed=0) <= 0.6
 
 
 def test_clear_errors():
@@ -184,6 +207,8 @@ def test_clear_errors():
         lfi.sample_posterior(lambda x=None: pyro.sample("x", dist.Normal(0.0, 1.0), obs=x), 8, x=torch.tensor(0.0))
     with pytest.raises(ValueError, match="cannot set init_strategy"):
         lfi.sample_posterior(model, 8, x=x_o, kernel_kwargs={"init_strategy": None})
+    with pytest.raises(ValueError, match="unknown chain_method 'parallel'"):
+        lfi.sample_posterior(model, 8, x=x_o, chain_method="parallel")
 
     def impossible():
         theta = pyro.sample("theta", dist.Uniform(0.0, 1.0))

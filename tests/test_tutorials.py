@@ -47,6 +47,7 @@ def test_raw_traces_tutorial(tmp_path):
 def test_receptive_field_tutorial(tmp_path):
     stdout = run_tutorial("receptive_field.py", tmp_path)
     assert "short: c2st(NPE, NUTS)" in stdout and "long: c2st(NPE, NUTS)" in stdout
+    assert "short: c2st(NLE, NUTS)" in stdout and "long: c2st(NLE, NUTS)" in stdout
     assert (tmp_path / "rf_fields.png").stat().st_size > 5_000 and (tmp_path / "rf_pair.png").stat().st_size > 10_000
 
 
@@ -58,3 +59,11 @@ def test_integrate_and_fire_tutorial(tmp_path):
     assert "3 trials: c2st(NPE, NLE+NUTS)" in stdout and "10 trials: c2st(NPE, NLE+NUTS)" in stdout
     for name in ("if_pair.png", "if_sbc.png", "if_trials.png"):
         assert (tmp_path / name).stat().st_size > 10_000
+
+
+def test_many_neurons_tutorial(tmp_path):
+    stdout = run_tutorial("many_neurons.py", tmp_path)
+    assert "NLE: trained" in stdout and "hierarchy: 20 NUTS draws" in stdout and "NPE: 300 simulations" in stdout
+    assert "population median tau" in stdout and "tau: hierarchy: mean |error|" in stdout
+    assert "tau: separate NPE: mean |error|" in stdout
+    assert (tmp_path / "many_neurons.png").stat().st_size > 10_000

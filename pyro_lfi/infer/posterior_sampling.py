@@ -10,8 +10,11 @@ each by its likelihood, the log density of the observed sites,
 
 so that the weighted candidates approximate the posterior. Systematic resampling picks one
 candidate per chain, so the chains start in the modes in proportion to their posterior mass
-(to within one chain per mode); each chain then runs adapted NUTS from its start
-(:func:`~pyro_lfi.infer.chains.run_chains`), and the draws of all chains are pooled.
+(to within one chain per mode); each chain then runs adapted NUTS from its start, and the
+draws of all chains are pooled. By default the chains run as one NUTS chain on independent
+copies of the model under a plate (:func:`~pyro_lfi.infer.chains.run_vectorized_chains`), so
+that each leapfrog step evaluates a learned likelihood once for all of them; with
+``chain_method="sequential"`` one after another (:func:`~pyro_lfi.infer.chains.run_chains`).
 """
 
 from __future__ import annotations
@@ -29,11 +32,14 @@ from pyro.poutine.util import prune_subsample_sites
 from ..errors import ObservationError, SiteError
 from ..model.schema import ModelSchema, is_simulator_site
 from ..seeding import preserved_rng, seeded
-from .chains import PosteriorSamples, run_chains
+from .chains import PosteriorSamples, run_chains, run_vectorized_chains
 
 __all__ = ["posterior_chains", "sample_posterior"]
 
 _PLATE = "_lfi_candidates"
+
+#: how :func:`posterior_chains` runs its chains
+CHAIN_METHODS = ("vectorized", "sequential")
 
 
 def sample_posterior(
@@ -46,6 +52,7 @@ def sample_posterior(
     seed: int | None = 0,
     progress: bool = False,
     kernel_kwargs: dict | None = None,
+    chain_method: str = "vectorized",
     **kwargs,
 ) -> dict[str, torch.Tensor]:
     r"""``num_samples`` draws of the posterior of ``model(*args, **kwargs)``, the observation given
@@ -64,10 +71,16 @@ def sample_posterior(
     :param seed: seeds everything (candidates, starts, chains); ``None`` draws from the global
         streams. Either way the global RNG state is left as it was.
     :param kernel_kwargs: passed to :class:`pyro.infer.NUTS` (e.g. ``target_accept_prob``).
+    :param chain_method: ``"vectorized"``: the chains as one NUTS chain on independent copies of
+        the model under a plate, each leapfrog step one batched evaluation for all of them
+        (:func:`~pyro_lfi.infer.chains.run_vectorized_chains`; a model that does not vectorize
+        falls back to the next, with a warning); ``"sequential"``: one NUTS run per chain, each
+        with its own step size and trajectory lengths.
     """
     samples = posterior_chains(
         model, num_samples, *args, num_chains=num_chains, warmup_steps=warmup_steps,
-        num_candidates=num_candidates, seed=seed, progress=progress, kernel_kwargs=kernel_kwargs, **kwargs,
+        num_candidates=num_candidates, seed=seed, progress=progress, kernel_kwargs=kernel_kwargs,
+        chain_method=chain_method, **kwargs,
     )
     return samples.get_samples()
 
@@ -82,12 +95,15 @@ def posterior_chains(
     seed: int | None = 0,
     progress: bool = False,
     kernel_kwargs: dict | None = None,
+    chain_method: str = "vectorized",
     **kwargs,
 ) -> PosteriorSamples:
     """:func:`sample_posterior`'s draws kept by chain, as a
     :class:`~pyro_lfi.infer.chains.PosteriorSamples` (``.chains``, ``.ess()``,
     ``.ess_per_second()``, ``.sampling_time``; export with :func:`pyro_lfi.from_mcmc`)."""
     _check_budget(num_samples, num_chains, num_candidates, kernel_kwargs)
+    if chain_method not in CHAIN_METHODS:
+        raise ValueError(f"unknown chain_method '{chain_method}'; choose one of {CHAIN_METHODS}")
     per_chain = num_samples // num_chains
     warmup = max(per_chain, 100) if warmup_steps is None else warmup_steps
     with seeded(seed) if seed is not None else preserved_rng():
@@ -97,14 +113,37 @@ def posterior_chains(
         chosen = systematic_resample(log_likelihood, num_chains, order=space_filling_order(flat, log_likelihood))
         _warn_if_few(log_likelihood, num_chains)
         starts = {name: value[chosen] for name, value in latents.items()}
-        inits = [init_to_value(values={name: value[c] for name, value in starts.items()}) for c in range(num_chains)]
-        samples = run_chains(
-            model, args, kwargs, num_samples=per_chain, warmup_steps=warmup, inits=inits,
-            progress=progress, kernel_kwargs=kernel_kwargs,
-        )
+        options = {"num_samples": per_chain, "warmup_steps": warmup, "progress": progress,
+                   "kernel_kwargs": kernel_kwargs}
+        schema = _vectorizable(model, num_chains, args, kwargs) if chain_method == "vectorized" else None
+        if schema is not None:
+            samples = run_vectorized_chains(model, schema, args, kwargs, starts=starts, **options)
+        else:
+            inits = [init_to_value(values={name: v[c] for name, v in starts.items()}) for c in range(num_chains)]
+            samples = run_chains(model, args, kwargs, inits=inits, **options)
         samples.sampling_time = time.perf_counter() - start
     samples.starts = starts
     return samples
+
+
+def _vectorizable(model: Callable, num_chains: int, args: tuple, kwargs: dict) -> ModelSchema | None:
+    """The model's schema if it runs under a plate of ``num_chains`` rows (with one value per
+    row at every latent site), else ``None`` with a warning."""
+    schema, _ = read_sites(model, args, kwargs)
+    try:
+        with preserved_rng(), poutine.block(), torch.no_grad():
+            trace = poutine.trace(schema.vectorize(model, num_chains, _PLATE)).get_trace(*args, **kwargs)
+        for name in schema.latents:
+            if trace.nodes[name]["value"].numel() != num_chains * schema.shapes[name].numel():
+                raise SiteError(f"site '{name}' does not take one value per chain")
+    except Exception as error:  # any model code may fail under vectorization
+        warnings.warn(
+            f"could not run the model vectorized over {num_chains} chains ({type(error).__name__}: {error}); "
+            "running the chains one after another (chain_method='sequential')",
+            stacklevel=4,
+        )
+        return None
+    return schema
 
 
 def _check_budget(num_samples: int, num_chains: int, num_candidates: int, kernel_kwargs: dict | None) -> None:

@@ -51,7 +51,9 @@ class SiteEstimation:
         if not isinstance(simulations, Simulations):
             raise TypeError(f"expected pyro_lfi.Simulations, got {type(simulations).__name__}")
         psi, x = self.estimator.training_pairs(simulations, *model_args, **(model_kwargs or {}))
-        if not self.estimator.is_built:
+        if self.estimator.is_built:
+            self.estimator.cover(psi)
+        else:
             with seeded(options.seed):  # the networks' initial weights
                 self.estimator.create_for(psi, x)
         if not simulations.valid.all():  # the simulator fails somewhere: learn where

@@ -9,6 +9,7 @@ Inside plates (iid trials), every trial is a row of its own.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 
 import torch
@@ -20,7 +21,7 @@ from ..model.schema import SimulatorPlaceholders, is_simulator_site, read_schema
 from ..seeding import preserved_rng
 from ..simulation.trial import uncondition
 
-__all__ = ["SimulatorParams", "simulator_inputs"]
+__all__ = ["SimulatorParams", "prior_inputs", "simulator_inputs"]
 
 _PLATE = "_lfi_inputs"
 
@@ -53,16 +54,28 @@ def simulator_inputs(
 
     :raises SiteError: if ``site`` is not a Simulator site of the model.
     """
+    return _inputs(model, site, len(next(iter(latents.values()))), latents, args, kwargs)
+
+
+def prior_inputs(
+    model, site: str, n: int, args: tuple = (), kwargs: Mapping | None = None
+) -> tuple[tuple[torch.Tensor, ...], torch.Size]:
+    """As :func:`simulator_inputs`, at ``n`` draws of the latents from the model's prior (from
+    the global RNG; nothing is simulated)."""
+    return _inputs(model, site, n, None, args, kwargs)
+
+
+def _inputs(model, site: str, n: int, latents: Mapping[str, torch.Tensor] | None, args: tuple, kwargs: Mapping | None):
     kwargs = dict(kwargs or {})
     placeholders = SimulatorPlaceholders(0.0)(uncondition(model, None))
     with preserved_rng():
         schema = read_schema(placeholders, args, kwargs)
     if site not in schema.sites:
         raise SiteError(f"'{site}' is not a site of the model; its sites are {list(schema.sites)}")
-    n = len(next(iter(latents.values())))
     inputs = SimulatorParams(site)
-    with preserved_rng(), torch.no_grad(), poutine.block():
-        inputs(schema.vectorize(placeholders, n, _PLATE, dict(latents)))(*args, **kwargs)
+    with torch.no_grad(), poutine.block():
+        with preserved_rng() if latents is not None else contextlib.nullcontext():
+            inputs(schema.vectorize(placeholders, n, _PLATE, dict(latents or {})))(*args, **kwargs)
     if inputs.params is None:
         raise SiteError(f"site '{site}' is not sampled from a pyro_lfi.Simulator")
     depth = schema.sites[site].plate_depth

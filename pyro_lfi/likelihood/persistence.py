@@ -31,6 +31,7 @@ def saved_site_estimator(estimator) -> dict:
         "options": estimator.options(),
         "event_shape": tuple(estimator.event_shape),
         "param_shapes": [tuple(s) for s in estimator.param_shapes],
+        "psi_range": estimator.psi_range,
         "state_dict": estimator.state_dict(),
     }
 
@@ -46,11 +47,13 @@ def load_site_estimator(cls, path: str | os.PathLike, model: Callable, args: tup
     estimator = cls(model, saved["observed"], **{**cls.saved_defaults, **saved["options"]}, **modules)
     estimator.event_shape = torch.Size(saved["event_shape"])
     estimator.param_shapes = tuple(torch.Size(s) for s in saved["param_shapes"])
+    psi_range = saved.get("psi_range")  # files from before the range was kept have none
     psi = torch.randn(4, sum(s.numel() for s in estimator.param_shapes))
     estimator.create(psi, torch.randn(4, estimator.event_shape.numel()))  # statistics come with the weights
     if any(key.startswith("validity.") for key in saved["state_dict"]):
         estimator.validity = ValidityClassifier(psi.shape[-1])
     estimator.load_state_dict(saved["state_dict"])
+    estimator.psi_range = psi_range
     return estimator.eval()
 
 

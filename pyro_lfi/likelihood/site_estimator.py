@@ -16,6 +16,7 @@ from ..nn.validity import ValidityClassifier
 from ..simulation.simulations import Simulations
 from .inputs import simulator_inputs
 from .persistence import load_site_estimator, saved_site_estimator
+from .reach import covered_range
 
 __all__ = ["SiteDistribution", "SiteEstimator", "flatten_params"]
 
@@ -65,6 +66,8 @@ class SiteEstimator(nn.Module):
         self.param_shapes: tuple[torch.Size, ...] = ()
         #: :math:`P(\text{valid} \mid \psi)` where the training simulations failed somewhere
         self.validity: ValidityClassifier | None = None
+        #: ``[2, P]``: each flat parameter's least and greatest training value (see :mod:`.reach`)
+        self.psi_range: torch.Tensor | None = None
 
     @property
     def is_built(self) -> bool:
@@ -95,7 +98,12 @@ class SiteEstimator(nn.Module):
         """Create the networks for the rows of :meth:`training_pairs` and fit the standardizations."""
         self.event_shape = x.shape[1:]
         self.create(psi, x.reshape(len(x), -1))
+        self.cover(psi)
         return self
+
+    def cover(self, psi: torch.Tensor) -> None:
+        """Widen :attr:`psi_range` to the training parameters ``psi`` ``[m, P]``."""
+        self.psi_range = covered_range(psi.detach().cpu(), self.psi_range)
 
     def create(self, psi: torch.Tensor, x: torch.Tensor) -> None:
         """Create the networks from the training rows (flat ``psi`` and ``x``)."""

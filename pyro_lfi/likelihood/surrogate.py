@@ -12,20 +12,43 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from ..baselines.tractable import TractableModel, tractable
+from ..baselines.tractable import TractableModel
+from .reach import check_reach
 from .site_estimator import SiteEstimator
 
-__all__ = ["surrogate"]
+__all__ = ["Surrogate", "surrogate"]
 
 
-def surrogate(model: Callable, likelihoods: SiteEstimator | Iterable[SiteEstimator]) -> TractableModel:
+class Surrogate(TractableModel):
+    """A model with learned likelihoods in place of its simulators (see :func:`surrogate`); its
+    first call checks that the model's prior keeps each site's parameters where the estimator
+    was trained (:func:`~pyro_lfi.likelihood.reach.check_reach`)."""
+
+    def __init__(self, model: Callable, likelihoods: list[SiteEstimator], check_reach: bool = True):
+        super().__init__(model, {likelihood.observed: likelihood for likelihood in likelihoods})
+        self.unchecked = list(likelihoods) if check_reach else []
+
+    def __call__(self, *args, **kwargs):
+        while self.unchecked:
+            check_reach(self.model, self.unchecked[0], args, kwargs)
+            self.unchecked.pop(0)
+        return super().__call__(*args, **kwargs)
+
+
+def surrogate(
+    model: Callable, likelihoods: SiteEstimator | Iterable[SiteEstimator], check_reach: bool = True
+) -> Surrogate:
     r"""``model`` with each trained likelihood's (or ratio's) Simulator site scored by it (one per
     site, matched by its ``observed`` name). With a :class:`~pyro_lfi.likelihood.NeuralRatio`
-    the site's log density is :math:`\log r(x, \psi)`, so MCMC samples prior times ratio."""
+    the site's log density is :math:`\log r(x, \psi)`, so MCMC samples prior times ratio.
+
+    :param check_reach: at the first call, refuse a model whose prior takes a site's parameters
+        beyond where its estimator was trained (:mod:`pyro_lfi.likelihood.reach`).
+    """
     likelihoods = [likelihoods] if isinstance(likelihoods, SiteEstimator) else list(likelihoods)
     for likelihood in likelihoods:
         if not likelihood.is_built:
             raise ValueError(
                 f"the estimator of site '{likelihood.observed}' is not trained: run pyro_lfi.NLE or pyro_lfi.NRE first"
             )
-    return tractable(model, {likelihood.observed: likelihood for likelihood in likelihoods})
+    return Surrogate(model, likelihoods, check_reach)
