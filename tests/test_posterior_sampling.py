@@ -13,7 +13,7 @@ import pyro_lfi as lfi
 from pyro_lfi.arviz_compat import group
 from pyro_lfi.baselines import tractable
 from pyro_lfi.diagnostics import c2st
-from pyro_lfi.infer.posterior_sampling import space_filling_order, systematic_resample
+from pyro_lfi.infer.resampling import space_filling_order, systematic_resample
 from pyro_lfi.seeding import seeded
 
 from .models import NOISE, A, linear_model, linear_posterior

@@ -9,7 +9,7 @@ import torch
 import pyro_lfi as lfi
 from pyro_lfi.likelihood.reach import MARGIN, check_reach, covered_range
 
-from .models import PRIOR_SCALE, linear_model, linear_simulator
+from .models import PRIOR_SCALE, fragile_model, linear_model, linear_simulator
 
 
 def scaled_prior_model(scale: float, shift: float = 0.0):
@@ -69,3 +69,16 @@ def test_the_range_grows_with_training_and_skips_non_finite_rows():
     assert (ratio.psi_range[0] <= before[0]).all() and (ratio.psi_range[1] >= before[1]).all()
     assert not torch.equal(ratio.psi_range, before)
     lfi.surrogate(scaled_prior_model(3.0), ratio)(x=torch.zeros(3))  # now trained that wide
+
+
+def test_where_the_simulator_failed_counts_as_trained_once_validity_is_learned():
+    """The failed rows' parameters are covered by the validity classifier, which the surrogate
+    multiplies in: a prior reaching there is not an extrapolation."""
+    sims = lfi.simulate(fragile_model, 600, seed=0, progress=False)
+    assert not sims.valid.all()
+    valid_theta = sims.values["theta"][sims.valid]
+    likelihood = lfi.NeuralLikelihood(fragile_model, "x", estimator="maf")
+    lfi.NLE(fragile_model, likelihood, progress=False, seed=0, max_epochs=2).train(sims)
+    assert likelihood.validity is not None
+    assert valid_theta[:, 0].max() <= 0.5 < likelihood.psi_range[1, 0]  # beyond the last valid row
+    lfi.surrogate(fragile_model, likelihood)(x=torch.zeros(2))

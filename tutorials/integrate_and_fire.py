@@ -189,7 +189,9 @@ plt.close("all")
 # * 10,000 simulations of 1 to 10 trials (100,000 trials of 3,000 Euler steps) in 52 s; NPE
 #   with the masking DeepSet trained in 117 s (118 epochs). NLE on 20,000 single trials trained
 #   in 97 s (235 epochs); `lfi.posterior_chains`, 4 chains of 200 draws after 200 warmup steps
-#   each, in 824 s (3 trials) and 791 s (10 trials), smallest ESS 244 and 277 of 800.
+#   each, in 824 s (3 trials) and 791 s (10 trials), smallest ESS 244 and 277 of 800 (chains
+#   one after another, as `posterior_chains` ran them then; they are vectorized by default now,
+#   which gave 3 times the ESS per second on SLCP's learned likelihood; not re-measured here).
 # * Posterior sd at 3 → 10 trials (truth τ 15 ms, E_L -68, Δ_T 2, V_T -50, sigma 2 mV):
 #
 #   | | τ | E_L | Δ_T | V_T | sigma |

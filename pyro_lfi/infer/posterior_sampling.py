@@ -33,6 +33,7 @@ from ..errors import ObservationError, SiteError
 from ..model.schema import ModelSchema, is_simulator_site
 from ..seeding import preserved_rng, seeded
 from .chains import PosteriorSamples, run_chains, run_vectorized_chains
+from .resampling import finite_or_zero_weight, space_filling_order, systematic_resample
 
 __all__ = ["posterior_chains", "sample_posterior"]
 
@@ -164,7 +165,7 @@ def _check_budget(num_samples: int, num_chains: int, num_candidates: int, kernel
 def _warn_if_few(log_weights: torch.Tensor, num_chains: int) -> None:
     r"""Warn when the candidates' importance ESS, :math:`(\sum w)^2 / \sum w^2`, is under
     ``num_chains``: then chains share starts, and the modes' shares rest on a few draws."""
-    weights = torch.softmax(_finite_or_zero_weight(log_weights), 0)
+    weights = torch.softmax(finite_or_zero_weight(log_weights), 0)
     ess = float(1 / (weights**2).sum())
     if ess < num_chains:
         warnings.warn(
@@ -266,46 +267,3 @@ def _row_totals(log_p: torch.Tensor, rows: int) -> torch.Tensor:
     if log_p.dim() < rows:  # the rows' dim broadcast away: the same for every row
         return log_p.sum().reshape(1)
     return sum_rightmost(log_p, rows - 1).reshape(-1)
-
-
-def _finite_or_zero_weight(log_weights: torch.Tensor) -> torch.Tensor:
-    """``log_weights`` in double precision, NaN as ``-inf`` (weight zero)."""
-    log_weights = log_weights.double()
-    return torch.where(torch.isnan(log_weights), -torch.inf, log_weights)
-
-
-def systematic_resample(log_weights: torch.Tensor, num: int, order: torch.Tensor | None = None) -> torch.Tensor:
-    r"""``num`` indices drawn in proportion to :math:`w_i \propto \exp(\log w_i)` by systematic
-    resampling: one uniform :math:`u`, points :math:`(u + k) / num` on the cumulative weights,
-    taken in ``order`` (a permutation). Any run of consecutive candidates in that order with
-    total weight :math:`W` gets :math:`\lfloor num\, W \rfloor` or :math:`\lceil num\, W \rceil` draws."""
-    log_weights = _finite_or_zero_weight(log_weights)
-    if not torch.isfinite(log_weights).any():
-        raise ObservationError(
-            f"the observation has zero likelihood at every one of {len(log_weights)} prior draws: raise "
-            "num_candidates, or check that the observation is one the model can produce"
-        )
-    order = torch.arange(len(log_weights)) if order is None else order
-    cdf = torch.cumsum(torch.softmax(log_weights[order], 0), 0)
-    points = (torch.rand((), dtype=torch.float64) + torch.arange(num, dtype=torch.float64)) / num
-    return order[torch.searchsorted(cdf, points * cdf[-1]).clamp(max=len(log_weights) - 1)]
-
-
-def space_filling_order(points: torch.Tensor, log_weights: torch.Tensor, bits: int = 62) -> torch.Tensor:
-    r"""A permutation of ``points`` (``[n, D]``) along a Z-order (Morton) curve, so that points near
-    each other (those of one mode) mostly come one after another: each coordinate standardized
-    by the weighted mean and sd (weights :math:`\propto \exp(\log w)`), clamped to
-    :math:`\pm 4` sd, cut into :math:`2^b` bins (:math:`b = \lfloor 62 / D \rfloor`, at most 16;
-    for :math:`D > 62` the first 62 coordinates), and the bins' bits interleaved."""
-    weights = torch.softmax(_finite_or_zero_weight(log_weights), 0)[:, None]
-    points = points.double()
-    mean = (weights * points).sum(0)
-    sd = ((weights * (points - mean) ** 2).sum(0)).sqrt().clamp(min=1e-12)
-    per_dim = max(1, min(16, bits // points.shape[1]))
-    scaled = ((points - mean) / sd).clamp(-4, 4)[:, : bits // per_dim]
-    levels = ((scaled + 4) / 8 * (2**per_dim - 1)).round().long()
-    key = torch.zeros(len(points), dtype=torch.long)
-    for bit in reversed(range(per_dim)):
-        for column in levels.T:
-            key = (key << 1) | ((column >> bit) & 1)
-    return torch.argsort(key, stable=True)

@@ -60,6 +60,7 @@ class SiteEstimation:
             psi_all, valid = self.estimator.validity_pairs(simulations, *model_args, **(model_kwargs or {}))
             with seeded(options.seed):
                 self.estimator.validity = fit_classifier(psi_all, valid, options)
+            self.estimator.cover(psi_all)  # the classifier speaks for the failed rows' parameters
         parameters = [p for name, p in self.estimator.named_parameters() if not name.startswith("validity.")]
         optimizer = make_optimizer(self.optim, parameters, options.learning_rate)
         history = TrainingHistory()

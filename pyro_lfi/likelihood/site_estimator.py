@@ -66,7 +66,8 @@ class SiteEstimator(nn.Module):
         self.param_shapes: tuple[torch.Size, ...] = ()
         #: :math:`P(\text{valid} \mid \psi)` where the training simulations failed somewhere
         self.validity: ValidityClassifier | None = None
-        #: ``[2, P]``: each flat parameter's least and greatest training value (see :mod:`.reach`)
+        #: ``[2, P]``: each flat parameter's least and greatest training value, failed
+        #: simulations' included where a validity classifier was fitted (see :mod:`.reach`)
         self.psi_range: torch.Tensor | None = None
 
     @property

@@ -229,16 +229,8 @@ class SNPE:
             raise
         self._record(t, proposal, sims, seconds, history, round_loss, final)
 
-    def _simulate(
-        self,
-        t: int,
-        parameters: dict[str, torch.Tensor] | None,
-        n: int,
-        seed: int,
-        args: tuple,
-        kwargs: dict,
-        options: SimulationOptions,
-    ) -> Simulations:
+    def _simulate(self, t: int, parameters: dict[str, torch.Tensor] | None, n: int, seed: int, args: tuple,
+                  kwargs: dict, options: SimulationOptions) -> Simulations:
         """Round ``t``'s simulations at the proposed ``parameters`` (from the prior for ``None``),
         added to all so far."""
         sims = simulate(self.model, n, *args, seed=seed, parameters=parameters, options=options, model_kwargs=kwargs)
