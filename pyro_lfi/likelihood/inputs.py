@@ -21,7 +21,7 @@ from ..model.schema import SimulatorPlaceholders, is_simulator_site, read_schema
 from ..seeding import preserved_rng
 from ..simulation.trial import uncondition
 
-__all__ = ["SimulatorParams", "prior_inputs", "simulator_inputs"]
+__all__ = ["SimulatorParams", "flatten_params", "prior_inputs", "simulator_inputs"]
 
 _PLATE = "_lfi_inputs"
 
@@ -43,6 +43,11 @@ class SimulatorParams(Messenger):
     def event_shapes(self) -> list[tuple[int, ...]]:
         """Each parameter's own shape (its batch dims removed)."""
         return [tuple(p.shape[len(self.batch_shape) :]) for p in self.params]
+
+
+def flatten_params(params: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """Parameters ``[m, *shape_i]`` as one ``[m, P]``."""
+    return torch.cat([p.reshape(len(p), -1) for p in params], -1)
 
 
 def simulator_inputs(

@@ -19,7 +19,7 @@ import torch
 
 from ..errors import SiteError
 from ..seeding import seeded
-from .inputs import prior_inputs
+from .inputs import flatten_params, prior_inputs
 
 __all__ = ["MARGIN", "NUM_DRAWS", "TOLERANCE", "check_reach", "covered_range"]
 
@@ -53,7 +53,7 @@ def check_reach(model: Callable, estimator, args: tuple = (), kwargs: Mapping | 
         return
     with seeded(CHECK_SEED):
         params, _ = prior_inputs(model, estimator.observed, NUM_DRAWS, args, kwargs)
-    psi = torch.cat([p.reshape(len(p), -1) for p in params], -1).to(trained)
+    psi = flatten_params(params).to(trained)
     low, high = trained
     margin = MARGIN * (high - low)
     outside = (psi < low - margin) | (psi > high + margin)

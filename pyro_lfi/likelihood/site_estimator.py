@@ -14,16 +14,11 @@ from torch import nn
 from ..errors import NotFittedError
 from ..nn.validity import ValidityClassifier
 from ..simulation.simulations import Simulations
-from .inputs import simulator_inputs
+from .inputs import flatten_params, simulator_inputs
 from .persistence import load_site_estimator, saved_site_estimator
 from .reach import covered_range
 
 __all__ = ["SiteDistribution", "SiteEstimator", "flatten_params"]
-
-
-def flatten_params(params: tuple[torch.Tensor, ...]) -> torch.Tensor:
-    """Parameters ``[m, *shape_i]`` as one ``[m, P]``."""
-    return torch.cat([p.reshape(len(p), -1) for p in params], -1)
 
 
 class SiteDistribution(dist.TorchDistribution):

@@ -29,9 +29,9 @@ class Surrogate(TractableModel):
         self.unchecked = list(likelihoods) if check_reach else []
 
     def __call__(self, *args, **kwargs):
-        while self.unchecked:
-            check_reach(self.model, self.unchecked[0], args, kwargs)
-            self.unchecked.pop(0)
+        for likelihood in self.unchecked:
+            check_reach(self.model, likelihood, args, kwargs)
+        self.unchecked = []
         return super().__call__(*args, **kwargs)
 
 
