@@ -8,7 +8,7 @@ Write the simulator as the data site of an ordinary Pyro model (:class:`Simulato
 import importlib
 import sys
 
-from . import baselines, diagnostics, errors, guide, infer, likelihood, model, nn, simulation
+from . import analysis, baselines, diagnostics, errors, guide, infer, likelihood, model, nn, simulation
 from .arviz import from_mcmc, to_inference_data
 from .diagnostics.compare import Comparison, compare
 from .errors import LFIError
@@ -104,6 +104,7 @@ __all__ = [
     "TrainingConfig",
     "TrainingHistory",
     "UnsupportedPriorError",
+    "analysis",
     "baselines",
     "compare",
     "diagnostics",
