@@ -13,6 +13,7 @@ import pyro_lfi as lfi
 from pyro_lfi.arviz_compat import group
 from pyro_lfi.baselines import tractable
 from pyro_lfi.diagnostics import c2st
+from pyro_lfi.infer.candidates import WarmStart, log_likelihood
 from pyro_lfi.infer.resampling import space_filling_order, systematic_resample
 from pyro_lfi.seeding import seeded
 
@@ -217,3 +218,32 @@ def test_clear_errors():
     with warnings.catch_warnings(), pytest.raises(lfi.ObservationError, match="zero likelihood at every one of 100"):
         warnings.simplefilter("ignore")
         lfi.sample_posterior(impossible, 8, num_candidates=100)
+
+
+def test_log_likelihood_at_given_values_is_the_models():
+    theta = torch.tensor([[0.5, -1.0], [1.5, 0.2], [-2.0, 2.0]])
+    exact = dist.Normal(theta[:, None] ** 2, SIGMA).log_prob(X_SQUARES).sum((-1, -2))
+    assert torch.allclose(log_likelihood(squares_model, {"theta": theta}, (), {"x": X_SQUARES}), exact)
+    with pytest.raises(lfi.SiteError, match=r"no values for the latent site\(s\) \['theta'\]"):
+        log_likelihood(squares_model, {"other": theta}, (), {"x": X_SQUARES})
+
+
+def test_a_warm_start_is_reweighted_to_the_current_posterior():
+    """Draws of an earlier approximation p L' that gives both modes equal mass: reweighted by L / L',
+    the chains start in the current posterior's modes in proportion to their masses (0.68, 0.32)."""
+    x = torch.tensor([[1.2], [0.8], [1.1]])
+    data = {"x": x, "trials": 3, "dim": 1}
+    exact = exact_squares(x, 40_000)
+    positive = mode_masses(exact)[1]  # about 0.68
+    tilt = torch.where(exact[:, 0] > 0, (1 - positive) / positive, torch.tensor(1.0)).log()  # L' = L x tilt
+    with seeded(3):
+        earlier = exact[torch.multinomial(tilt.exp(), 4000, replacement=True)]
+    assert abs(mode_masses(earlier)[1] - 0.5) < 0.03
+    earlier_tilt = torch.where(earlier[:, 0] > 0, (1 - positive) / positive, torch.tensor(1.0)).log()
+    earlier_log_likelihood = log_likelihood(squares_model, {"theta": earlier}, (), data) + earlier_tilt
+    warm = WarmStart({"theta": earlier}, earlier_log_likelihood)
+    samples = lfi.posterior_chains(squares_model, 40, num_chains=40, warmup_steps=1, seed=0, warm_start=warm, **data)
+    starts_positive = int((samples.starts["theta"][:, 0] > 0).sum())
+    assert abs(starts_positive - 40 * positive) <= 1.5, (starts_positive, positive)
+    with pytest.raises(ValueError, match="as many values at every site as log likelihoods"):
+        WarmStart({"theta": earlier}, earlier_log_likelihood[:10])

@@ -79,3 +79,23 @@ def test_bad_round_budgets_are_refused():
         snle.run(x=torch.zeros(3), num_rounds=1, simulations_per_round=1)
     with pytest.raises(TypeError, match="NeuralRatio"):
         lfi.SNRE(linear_model, lfi.NeuralLikelihood(linear_model, "x"))
+
+
+def test_later_rounds_start_their_chains_from_the_last_rounds_proposals(monkeypatch):
+    from pyro_lfi.infer.sequential import site_rounds
+
+    calls, real = [], site_rounds.sample_posterior
+
+    def recording(model, num_samples, *args, warm_start=None, **kwargs):
+        calls.append(warm_start)
+        return real(model, num_samples, *args, warm_start=warm_start, **kwargs)
+
+    monkeypatch.setattr(site_rounds, "sample_posterior", recording)
+    x_o = torch.tensor([0.8, -0.4, 0.3])
+    snle = lfi.SNLE(linear_model, lfi.NeuralLikelihood(linear_model, "x", estimator="maf"), progress=False, seed=0,
+                    max_epochs=2, num_chains=2, num_candidates=500, sampler_kwargs={"warmup_steps": 10})
+    sims = snle.run(x=x_o, num_rounds=3, simulations_per_round=40, seed=0)
+    assert calls[0] is None and calls[1] is not None  # round 1 from prior draws, round 2 from round 1's
+    assert torch.equal(calls[1].values["theta"], sims.latents["theta"][sims.round == 1])
+    assert calls[1].log_likelihood.shape == (40,) and torch.isfinite(calls[1].log_likelihood).all()
+    assert torch.equal(snle.warm_start.values["theta"], sims.latents["theta"][sims.round == 2])

@@ -149,7 +149,7 @@ def run_vectorized_chains(
     what one copy costs where a step is dominated by per-call overhead (a small network, a
     Python model). The copies share the step size, the trajectory and its length, and each
     keeps its own diagonal of the adapted mass matrix; divergences are the copies' together.
-    ``schema`` is the model's (:func:`~pyro_lfi.infer.posterior_sampling.read_sites`).
+    ``schema`` is the model's (:func:`~pyro_lfi.infer.candidates.read_sites`).
     """
     k = len(next(iter(starts.values())))
     stacked = schema.vectorize(model, k, _CHAINS)

@@ -25,19 +25,16 @@ from collections.abc import Callable
 
 import torch
 from pyro import poutine
-from pyro.distributions.util import sum_rightmost
 from pyro.infer.autoguide import init_to_value
-from pyro.poutine.util import prune_subsample_sites
 
-from ..errors import ObservationError, SiteError
-from ..model.schema import ModelSchema, is_simulator_site
+from ..errors import SiteError
+from ..model.schema import ModelSchema
 from ..seeding import preserved_rng, seeded
+from .candidates import PLATE, WarmStart, candidates, read_sites
 from .chains import PosteriorSamples, run_chains, run_vectorized_chains
 from .resampling import finite_or_zero_weight, space_filling_order, systematic_resample
 
 __all__ = ["posterior_chains", "sample_posterior"]
-
-_PLATE = "_lfi_candidates"
 
 #: how :func:`posterior_chains` runs its chains
 CHAIN_METHODS = ("vectorized", "sequential")
@@ -54,6 +51,7 @@ def sample_posterior(
     progress: bool = False,
     kernel_kwargs: dict | None = None,
     chain_method: str = "vectorized",
+    warm_start: WarmStart | None = None,
     **kwargs,
 ) -> dict[str, torch.Tensor]:
     r"""``num_samples`` draws of the posterior of ``model(*args, **kwargs)``, the observation given
@@ -77,11 +75,14 @@ def sample_posterior(
         (:func:`~pyro_lfi.infer.chains.run_vectorized_chains`; a model that does not vectorize
         falls back to the next, with a warning); ``"sequential"``: one NUTS run per chain, each
         with its own step size and trajectory lengths.
+    :param warm_start: draws of an earlier approximation of this posterior (a
+        :class:`~pyro_lfi.infer.candidates.WarmStart`, e.g. the previous round's in sequential
+        likelihood estimation), resampled for the starts in place of ``num_candidates`` prior draws.
     """
     samples = posterior_chains(
         model, num_samples, *args, num_chains=num_chains, warmup_steps=warmup_steps,
         num_candidates=num_candidates, seed=seed, progress=progress, kernel_kwargs=kernel_kwargs,
-        chain_method=chain_method, **kwargs,
+        chain_method=chain_method, warm_start=warm_start, **kwargs,
     )
     return samples.get_samples()
 
@@ -97,6 +98,7 @@ def posterior_chains(
     progress: bool = False,
     kernel_kwargs: dict | None = None,
     chain_method: str = "vectorized",
+    warm_start: WarmStart | None = None,
     **kwargs,
 ) -> PosteriorSamples:
     """:func:`sample_posterior`'s draws kept by chain, as a
@@ -109,10 +111,13 @@ def posterior_chains(
     warmup = max(per_chain, 100) if warmup_steps is None else warmup_steps
     with seeded(seed) if seed is not None else preserved_rng():
         start = time.perf_counter()
-        latents, log_likelihood = candidates(model, num_candidates, args, kwargs)
-        flat = torch.cat([value.reshape(num_candidates, -1) for value in latents.values()], -1)
-        chosen = systematic_resample(log_likelihood, num_chains, order=space_filling_order(flat, log_likelihood))
-        _warn_if_few(log_likelihood, num_chains)
+        if warm_start is None:
+            latents, log_weights = candidates(model, num_candidates, args, kwargs)
+        else:
+            latents, log_weights = warm_start.weighted(model, args, kwargs)
+        flat = torch.cat([value.reshape(len(log_weights), -1) for value in latents.values()], -1)
+        chosen = systematic_resample(log_weights, num_chains, order=space_filling_order(flat, log_weights))
+        _warn_if_few(log_weights, num_chains)
         starts = {name: value[chosen] for name, value in latents.items()}
         options = {"num_samples": per_chain, "warmup_steps": warmup, "progress": progress,
                    "kernel_kwargs": kernel_kwargs}
@@ -133,7 +138,7 @@ def _vectorizable(model: Callable, num_chains: int, args: tuple, kwargs: dict) -
     schema, _ = read_sites(model, args, kwargs)
     try:
         with preserved_rng(), poutine.block(), torch.no_grad():
-            trace = poutine.trace(schema.vectorize(model, num_chains, _PLATE)).get_trace(*args, **kwargs)
+            trace = poutine.trace(schema.vectorize(model, num_chains, PLATE)).get_trace(*args, **kwargs)
         for name in schema.latents:
             if trace.nodes[name]["value"].numel() != num_chains * schema.shapes[name].numel():
                 raise SiteError(f"site '{name}' does not take one value per chain")
@@ -169,101 +174,7 @@ def _warn_if_few(log_weights: torch.Tensor, num_chains: int) -> None:
     ess = float(1 / (weights**2).sum())
     if ess < num_chains:
         warnings.warn(
-            f"the {len(weights)} prior draws have an importance ESS of {ess:.1f}, under num_chains={num_chains}: "
+            f"the {len(weights)} candidate starts have an importance ESS of {ess:.1f}, under num_chains={num_chains}: "
             "the chains' starts, and the modes' shares of the draws, rest on a few draws; raise num_candidates",
             stacklevel=3,
         )
-
-
-def read_sites(model: Callable, args: tuple, kwargs: dict) -> tuple[ModelSchema, list[str]]:
-    """The sites of one run of a tractable model and its observed sites, checked: some latent,
-    some observed, no :class:`~pyro_lfi.Simulator` (raises :class:`~pyro_lfi.SiteError` or
-    :class:`~pyro_lfi.ObservationError` naming the problem)."""
-    with preserved_rng(), poutine.block(), torch.no_grad():
-        trace = poutine.trace(model).get_trace(*args, **kwargs)
-    simulators = [name for name, site in trace.nodes.items() if is_simulator_site(site)]
-    if simulators:
-        raise SiteError(
-            f"site(s) {simulators} are Simulator sites, whose likelihood is unknown: sample "
-            "lfi.surrogate(model, likelihood) (a trained NeuralLikelihood or NeuralRatio) or "
-            "lfi.baselines.tractable(model, {name: distribution factory}) instead"
-        )
-    schema = ModelSchema.of(trace)
-    observed = observed_sites(trace)
-    if not observed:
-        raise ObservationError(
-            f"the model observes no site (its sample sites: {list(schema.sites)}), so there is nothing to "
-            "condition on: give the observation the way the model receives it (e.g. x=x_o) or "
-            "pyro.condition the model on it"
-        )
-    if not schema.latents:
-        raise SiteError(
-            f"the model has no latent sample sites to sample (its sample sites: {list(schema.sites)}, all "
-            "observed or deterministic)"
-        )
-    return schema, observed
-
-
-def observed_sites(trace: poutine.Trace) -> list[str]:
-    """The sites whose densities make up the likelihood: observed sample sites, ``pyro.factor``
-    sites included, ``pyro.deterministic`` ones not."""
-    return [
-        name
-        for name, site in prune_subsample_sites(trace).nodes.items()
-        if site["type"] == "sample" and site["is_observed"] and not site["infer"].get("_deterministic")
-    ]
-
-
-def candidates(model: Callable, num: int, args: tuple, kwargs: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    r"""``num`` prior draws of the latent sites (``[num, *shape]`` each) and their log
-    likelihood :math:`\sum_{\text{observed } s} \log p(x_s \mid \theta)` (``[num]``), from one
-    run of the model under a plate of ``num`` rows; one run per draw (with a warning) where
-    the model does not vectorize. Draws from the global RNG."""
-    schema, observed = read_sites(model, args, kwargs)
-    try:
-        with torch.no_grad():
-            return _vectorized_candidates(model, schema, observed, num, args, kwargs)
-    except Exception as error:  # any model code may fail under vectorization
-        warnings.warn(
-            f"could not run the model vectorized over {num} prior draws ({type(error).__name__}: {error}); "
-            "drawing them one run at a time (slower)",
-            stacklevel=3,
-        )
-    with torch.no_grad():
-        runs = [_vectorized_candidates(model, schema, observed, None, args, kwargs) for _ in range(num)]
-    return {name: torch.cat([run[0][name] for run in runs]) for name in schema.latents}, torch.cat([r[1] for r in runs])
-
-
-def _vectorized_candidates(
-    model: Callable, schema: ModelSchema, observed: list[str], num: int | None, args: tuple, kwargs: dict
-) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Latent draws and log likelihoods of ``num`` rows (``None``: one plain run, one row)."""
-    size = 1 if num is None else num
-    runnable = model if num is None else schema.vectorize(model, num, _PLATE)
-    with poutine.block():
-        trace = poutine.trace(runnable).get_trace(*args, **kwargs)
-    rows = schema.max_plate_nesting + 1  # the dims of the plates, the rows' included
-    latents = {}
-    for name in schema.latents:
-        value = trace.nodes[name]["value"]
-        expected = (size,) + tuple(schema.shapes[name])
-        if value.numel() != size * schema.shapes[name].numel():
-            raise SiteError(f"site '{name}' has shape {tuple(value.shape)} in a run of {size} rows, not {expected}")
-        latents[name] = value.reshape(expected)
-    log_likelihood = torch.zeros(size)
-    for name in observed:
-        node = trace.nodes[name]
-        log_p = node["fn"].log_prob(node["value"])
-        if num is None:
-            log_likelihood = log_likelihood + log_p.sum()
-        else:  # [num, 1, ..., plates] (or broadcastable to it): the rows' totals
-            log_likelihood = log_likelihood + torch.broadcast_to(_row_totals(log_p, rows), (size,))
-    return latents, log_likelihood
-
-
-def _row_totals(log_p: torch.Tensor, rows: int) -> torch.Tensor:
-    """Each row's total of ``log_p`` (its rows' dim ``rows`` dims from the right, the plates'
-    dims right of it): ``[num]``, or ``[1]`` where it is the same for every row."""
-    if log_p.dim() < rows:  # the rows' dim broadcast away: the same for every row
-        return log_p.sum().reshape(1)
-    return sum_rightmost(log_p, rows - 1).reshape(-1)

@@ -4,7 +4,9 @@ and SNRE (Hermans et al. 2020; Durkan et al. 2020).
 Round 0 simulates from the prior. Every later round :math:`t` draws parameters from the current
 surrogate posterior at :math:`x_o`, :math:`p(\theta)\, q_t(x_o \mid \psi(\theta))` (or
 :math:`p(\theta)\, r_t(x_o, \psi(\theta))`), with :func:`~pyro_lfi.sample_posterior`'s
-multi-chain NUTS, simulates them through :func:`~pyro_lfi.simulate` and retrains the estimator
+multi-chain NUTS (from round 2 on, the chains start at the previous round's draws reweighted
+by :math:`q_t / q_{t-1}`, a :class:`~pyro_lfi.infer.candidates.WarmStart`, rather than at
+prior draws weighted by :math:`q_t`), simulates them through :func:`~pyro_lfi.simulate` and retrains the estimator
 on every round so far, from its current weights. Unlike a posterior, a likelihood needs no
 correction for the proposal: :math:`q(x \mid \psi)` is what it is wherever :math:`\psi` was
 drawn, and a ratio trained on any proposal is the likelihood up to a factor constant in
@@ -29,6 +31,7 @@ from ...seeding import derived_seed
 from ...simulation.campaign import simulate
 from ...simulation.options import SimulationOptions
 from ...simulation.simulations import Simulations
+from ..candidates import WarmStart, log_likelihood
 from ..history import TrainingHistory
 from ..nle import NLE
 from ..npe import OptimSpec
@@ -77,6 +80,8 @@ class SNLE:
         self.sampler_options = {"num_chains": num_chains, "num_candidates": num_candidates, **(sampler_kwargs or {})}
         self.simulations: Simulations | None = None
         self.rounds: list[SiteRoundRecord] = []
+        #: the last round's proposed parameters and their log likelihood under the estimator then
+        self.warm_start: WarmStart | None = None
 
     @property
     def history(self) -> list[TrainingHistory]:
@@ -84,8 +89,11 @@ class SNLE:
         return self.training.history
 
     def surrogate(self):
-        """The model with the estimator in place of its simulator (a tractable Pyro model)."""
-        return surrogate(self.model, self.estimator)
+        """The model with the estimator in place of its simulator (a tractable Pyro model). Its
+        first round's simulations are draws of this model's own prior, so the check that the prior
+        stays where the estimator was trained (:func:`~pyro_lfi.surrogate`'s ``check_reach``) is
+        not made: it would only refuse a small first round's budget."""
+        return surrogate(self.model, self.estimator, check_reach=False)
 
     def sample(self, num_samples: int, *args, seed: int | None = 0, **kwargs) -> dict[str, torch.Tensor]:
         """Draws of the surrogate posterior at the observation the model receives with
@@ -119,8 +127,7 @@ class SNLE:
         start = time.perf_counter()
         parameters = None
         if t > 0:
-            draws = self.sample(n, *args, seed=seed, **kwargs)
-            parameters = {name: value.detach() for name, value in draws.items()}
+            parameters = self._propose(n, seed, args, kwargs)
         proposed = time.perf_counter()
         sims = simulate(self.model, n, *args, seed=seed, parameters=parameters, options=options, model_kwargs=kwargs)
         sims.round[:] = t
@@ -131,6 +138,17 @@ class SNLE:
             t, n, n - sims.num_valid, history.best_validation_loss, history.epochs, proposed - start,
             simulated - proposed, history.seconds,
         ))
+
+
+    def _propose(self, n: int, seed: int, args: tuple, kwargs: dict) -> dict[str, torch.Tensor]:
+        """``n`` draws of the surrogate posterior, started from the last round's (see the module
+        docs), kept with their log likelihood for the next round's starts."""
+        model = self.surrogate()
+        options = {**self.sampler_options, "warm_start": self.warm_start}
+        draws = sample_posterior(model, n, *args, seed=seed, **options, **kwargs)
+        parameters = {name: value.detach() for name, value in draws.items()}
+        self.warm_start = WarmStart(parameters, log_likelihood(model, parameters, args, kwargs))
+        return parameters
 
 
 class SNRE(SNLE):
