@@ -92,6 +92,8 @@ def test_clear_errors():
         lfi.NeuralLikelihood(linear_model, "y").build(sims)
     with pytest.raises(SiteError, match="Simulator"):
         lfi.NeuralLikelihood(linear_model, "theta").build(sims)
+    with pytest.raises(ValueError, match="fmpe.* solves an ODE for every density"):
+        lfi.NeuralLikelihood(linear_model, "x", estimator="fmpe")
 
 
 def test_a_trained_likelihood_reloads_and_refuses_a_model_it_does_not_fit(single_trial_likelihood, tmp_path):

@@ -5,17 +5,21 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
-from ..nn import ConditionalDensityEstimator, Flow, MixtureDensityNetwork
+from ..nn import ConditionalDensityEstimator, Flow, FlowMatching, MixtureDensityNetwork, ScoreMatching
 
-__all__ = ["ESTIMATORS", "EstimatorSpec", "check_estimator_spec", "make_estimator"]
+__all__ = ["ESTIMATORS", "EstimatorSpec", "check_estimator_spec", "density_needs_ode", "make_estimator"]
 
 EstimatorSpec = str | Callable[..., ConditionalDensityEstimator]
 
 #: Estimators by name: ``(features, context, **kwargs) -> ConditionalDensityEstimator``.
+#: ``"fmpe"`` (flow matching, :class:`~pyro_lfi.nn.FlowMatching`) and ``"npse"`` (score matching,
+#: :class:`~pyro_lfi.nn.ScoreMatching`) train by regression and solve an ODE for draws and densities.
 ESTIMATORS: dict[str, Callable[..., ConditionalDensityEstimator]] = {
     "nsf": functools.partial(Flow, kind="nsf"),
     "maf": functools.partial(Flow, kind="maf"),
     "mdn": MixtureDensityNetwork,
+    "fmpe": FlowMatching,
+    "npse": ScoreMatching,
 }
 
 
@@ -34,3 +38,14 @@ def make_estimator(spec: EstimatorSpec, features: int, context: int, kwargs: dic
     if not isinstance(estimator, ConditionalDensityEstimator):
         raise TypeError("the estimator callable must return a ConditionalDensityEstimator")
     return estimator
+
+
+def density_needs_ode(estimator: EstimatorSpec | ConditionalDensityEstimator | None) -> bool:
+    """Whether this estimator (a built one, a registered name, or a class or partial of one)
+    solves an ODE for its density (:attr:`~pyro_lfi.nn.ConditionalDensityEstimator.density_needs_ode`);
+    ``False`` where that is not known before it is built (another callable)."""
+    if isinstance(estimator, str):
+        estimator = ESTIMATORS.get(estimator)
+    while isinstance(estimator, functools.partial):
+        estimator = estimator.func
+    return bool(getattr(estimator, "density_needs_ode", False))

@@ -48,8 +48,8 @@ class NeuralPosterior(PyroModule):
 
     :param model: the Pyro model (its data sites are :class:`~pyro_lfi.Simulator` sites).
     :param observed: name(s) of the observed data site(s) the posterior is conditioned on.
-    :param estimator: ``"nsf"``, ``"maf"``, ``"mdn"``, or a callable
-        ``(features, context) -> ConditionalDensityEstimator``.
+    :param estimator: ``"nsf"``, ``"maf"``, ``"mdn"``, ``"fmpe"`` (flow matching), ``"npse"`` (score
+        matching), or a callable ``(features, context) -> ConditionalDensityEstimator``.
     :param embedding_net: any module mapping the standardized observation ``[*batch, *x_shape]``
         to features ``[*batch, k]``. By default a :class:`~pyro_lfi.nn.SkipMLP` with ELU
         activations: what depends linearly on the observation passes through its linear

@@ -16,12 +16,16 @@ __all__ = ["npe_loss", "other_rows"]
 
 
 def npe_loss(guide, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    r"""Mean negative log density of the parameters under the guide,
+    r"""The mean over rows of the guide's estimator loss,
+    :meth:`~pyro_lfi.nn.ConditionalDensityEstimator.loss` of :math:`z_i` given the embedded
+    :math:`x_i`: for flows and mixtures the negative log density,
     :math:`-\frac1n \sum_i \log q_\phi(z_i \mid x_i)`. With :math:`z_i` from the prior,
     minimizing it minimizes :math:`\mathbb{E}_{p(x)}\,\mathrm{KL}(p(z\mid x) \,\Vert\, q_\phi(z
     \mid x))` (Papamakarios & Murray 2016); with :math:`z_i` from a proposal :math:`\tilde p` it
-    fits the proposal posterior :math:`\tilde p(z \mid x) \propto p(x \mid z)\,\tilde p(z)`."""
-    return -guide.estimate(x).log_prob(z).mean()
+    fits the proposal posterior :math:`\tilde p(z \mid x) \propto p(x \mid z)\,\tilde p(z)`.
+    Flow matching (Dax et al. 2023) and denoising score matching (Geffner et al. 2023) have the
+    same minimizer with a regression loss in place of the log density."""
+    return guide.estimator.loss(z, guide.embed(x)).mean()
 
 
 def other_rows(n: int, k: int, device: torch.device | None = None) -> torch.Tensor:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ..guide.estimators import EstimatorSpec, check_estimator_spec, make_estimator
+from ..guide.estimators import EstimatorSpec, check_estimator_spec, density_needs_ode, make_estimator
 from ..nn import ConditionalDensityEstimator, Standardize
 from ..nn.mixed import MixedDensityEstimator, discrete_layout, has_integer_column
 from .site_estimator import SiteDistribution, SiteEstimator
@@ -56,6 +56,11 @@ class NeuralLikelihood(SiteEstimator):
         super().__init__(model, observed)
         if estimator not in ("auto", "mnle"):
             check_estimator_spec(estimator)
+        if density_needs_ode(estimator):
+            raise ValueError(
+                f"estimator={estimator!r} solves an ODE for every density, and MCMC on the surrogate "
+                "evaluates the likelihood at every step: use 'nsf', 'maf', 'mdn' or 'mnle' for a likelihood"
+            )
         self.estimator_spec, self.estimator_kwargs = estimator, estimator_kwargs
         self.embedding_net = embedding_net if embedding_net is not None else nn.Identity()
         self.param_standardize: Standardize | None = None

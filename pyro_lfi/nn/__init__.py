@@ -1,14 +1,16 @@
 """Neural network building blocks: embedding nets (MLP, MLP with a linear shortcut, recurrent, convolutional, DeepSet),
-standardization and conditional density estimators (normalizing flows and mixture density
-networks)."""
+standardization and conditional density estimators (normalizing flows, mixture density
+networks, and the ODE estimators of flow matching and score matching)."""
 
 from .embeddings import CNNEmbedding, DeepSet, RNNEmbedding
 from .estimator import ConditionalDensityEstimator
+from .flow_matching import FlowMatching
 from .flows import Flow
 from .mdn import MixtureDensityNetwork
 from .missing import MissingFeatures
 from .mixed import MixedDensityEstimator
 from .mlp import MLP, SkipMLP
+from .score_matching import ScoreMatching
 from .standardize import Standardize
 
 __all__ = [
@@ -17,10 +19,12 @@ __all__ = [
     "ConditionalDensityEstimator",
     "DeepSet",
     "Flow",
+    "FlowMatching",
     "MissingFeatures",
     "MixedDensityEstimator",
     "MixtureDensityNetwork",
     "RNNEmbedding",
+    "ScoreMatching",
     "SkipMLP",
     "Standardize",
 ]

@@ -2,6 +2,8 @@ r"""The interface shared by conditional density estimators :math:`q_\phi(z \mid 
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 from torch.distributions import Distribution
@@ -18,7 +20,14 @@ class ConditionalDensityEstimator(nn.Module):
     Subclasses model the standardized variable :math:`u = (z - \mu)/\sigma`; the statistics
     :math:`\mu, \sigma` (buffer ``standardize``) are set from the training set by
     :meth:`fit_standardization`, and every returned distribution is already over :math:`z`.
+
+    Training minimizes the mean of :meth:`loss` over rows: the negative log density by default,
+    a regression loss for estimators whose density takes an ODE solve (flow and score matching).
     """
+
+    #: whether ``log_prob`` solves an ODE (flow and score matching): losses that need the density
+    #: of many parameters per row (the atomic APT loss) refuse such an estimator
+    density_needs_ode: ClassVar[bool] = False
 
     def __init__(self, features: int, context: int):
         super().__init__()
@@ -31,3 +40,10 @@ class ConditionalDensityEstimator(nn.Module):
 
     def forward(self, context: torch.Tensor) -> Distribution:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def loss(self, z: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        r"""The training loss of each row of ``z`` ``[*batch, D]`` given ``context`` ``[*batch, C]``,
+        shape ``batch``: :math:`-\log q(z \mid c)` here (maximum likelihood; the constant
+        :math:`\sum_d \log \sigma_d` of the standardization included). Subclasses that fit
+        :math:`u = (z - \mu)/\sigma` by another objective override it."""
+        return -self(context).log_prob(z)

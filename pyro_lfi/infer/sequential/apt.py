@@ -12,10 +12,11 @@ import torch
 from pyro.distributions import MixtureSameFamily
 from torch.distributions import Distribution
 
+from ...guide.estimators import density_needs_ode
 from ...guide.posterior import NeuralPosterior
 from ...model.prior import Prior
 from ..losses import npe_loss, other_rows
-from .method import RoundLoss, SequentialMethod, unrestricted_only
+from .method import RoundLoss, SequentialMethod, estimator_of, unrestricted_only
 from .mixtures import is_gaussian_mixture, log_mixture_overlap
 from .proposals import GuideProposal, PriorTimesMixture, Proposal
 
@@ -108,6 +109,17 @@ class APT(SequentialMethod):
     @property
     def needs_mixture_density(self) -> bool:
         return self.loss == "mixture"
+
+    def check_guide(self, guide: NeuralPosterior) -> None:
+        super().check_guide(guide)
+        estimator = estimator_of(guide)
+        if density_needs_ode(estimator):
+            name = estimator if isinstance(estimator, str) else type(estimator).__name__
+            raise ValueError(
+                f"{self.describe()} needs the guide's density of num_atoms={self.num_atoms} parameters per training "
+                f"row, and estimator={name!r} solves an ODE for each density: use SNPE(method='tsnpe') with it, "
+                "or method='apt' with estimator='nsf', 'maf' or 'mdn'"
+            )
 
     def start(self, guide: NeuralPosterior, prior: Prior, observation: torch.Tensor) -> None:
         super().start(guide, prior, observation)

@@ -24,8 +24,10 @@ from typing import ClassVar
 
 import torch
 
+from ...guide.estimators import EstimatorSpec, density_needs_ode
 from ...guide.posterior import NeuralPosterior
 from ...model.prior import Prior
+from ...nn import ConditionalDensityEstimator
 from ...simulation.simulations import Simulations
 from ..loop import TrainingConfig
 from ..losses import npe_loss
@@ -34,7 +36,7 @@ from ..validity import ValidityClassifier, fit_validity
 from .mixtures import is_gaussian_mixture
 from .proposals import Proposal, RestrictedProposal
 
-__all__ = ["RoundLoss", "SequentialMethod", "unrestricted_only"]
+__all__ = ["RoundLoss", "SequentialMethod", "estimator_of", "unrestricted_only"]
 
 
 @dataclass
@@ -59,9 +61,15 @@ def unrestricted_only(method: str) -> ValueError:
     )
 
 
+def estimator_of(guide: NeuralPosterior) -> ConditionalDensityEstimator | EstimatorSpec:
+    """The guide's estimator once built, else what it will be built from (a name or callable)."""
+    return guide.estimator if guide.is_built else guide.estimator_spec
+
+
 class SequentialMethod:
-    r"""Base class of the sequential methods: the prior in round 0, the NPE loss
-    :math:`-\frac1n \sum_i \log q_\phi(z_i \mid x_i)` on every row, no correction.
+    r"""Base class of the sequential methods: the prior in round 0, the NPE loss on every row
+    (:func:`~pyro_lfi.infer.losses.npe_loss`: the estimator's own loss, for flows
+    :math:`-\frac1n \sum_i \log q_\phi(z_i \mid x_i)`), no correction.
 
     Subclasses give :meth:`proposal` and override :meth:`build_loss`, :meth:`training_rows`,
     :meth:`correct` or :meth:`start` where they differ.
@@ -97,6 +105,18 @@ class SequentialMethod:
         """Whether the method needs a guide whose density is a Gaussian mixture (``estimator="mdn"``)."""
         return False
 
+    def check_guide(self, guide: NeuralPosterior) -> None:
+        """Refuse a guide whose estimator this method cannot train, as far as it is known before
+        the guide is built (``SNPE(...)`` calls this; :meth:`start` again on the built guide): here,
+        an ODE estimator (``"fmpe"``, ``"npse"``) where a mixture density is needed.
+
+        :raises ValueError: naming the estimators the method takes.
+        """
+        if self.needs_mixture_density and density_needs_ode(estimator_of(guide)):
+            raise ValueError(
+                f"{self.describe()} needs a mixture density guide: NeuralPosterior(model, estimator='mdn')"
+            )
+
     # -- the four calls -------------------------------------------------------------------------
 
     def start(self, guide: NeuralPosterior, prior: Prior, observation: torch.Tensor) -> None:
@@ -104,6 +124,7 @@ class SequentialMethod:
 
         :raises ValueError: for a guide this method cannot train, or one another run uses.
         """
+        self.check_guide(guide)
         if self.guide is not None and self.guide is not guide:
             raise ValueError(
                 f"this {type(self).__name__} object already runs the rounds of another guide; "

@@ -95,7 +95,7 @@ class SNPE:
 
     :param model: the Pyro model.
     :param guide: a :class:`~pyro_lfi.NeuralPosterior` of it (``estimator="mdn"`` for SNPE-A and
-        for the non-atomic APT loss).
+        for the non-atomic APT loss; the ODE estimators ``"fmpe"`` and ``"npse"`` with TSNPE only).
     :param method: ``"apt"``, ``"snpe-a"``, ``"tsnpe"`` (see the module docs) or a method object
         such as :class:`~pyro_lfi.infer.sequential.APT`\ ``(loss="atomic")``, one per SNPE.
     :param optim: as for :class:`~pyro_lfi.NPE`.
@@ -137,6 +137,7 @@ class SNPE:
         )
         if not isinstance(guide, NeuralPosterior):
             raise TypeError(f"SNPE needs a pyro_lfi.NeuralPosterior guide, got {type(guide).__name__}")
+        self.method.check_guide(guide)  # e.g. atomic APT with an ODE estimator: before simulating
         self.config = TrainingConfig(stop_after_epochs=SEQUENTIAL_PATIENCE).updated(config, "SNPE(...)")
         if later_patience is None:
             later_patience = self.config.stop_after_epochs if "stop_after_epochs" in config else LATER_PATIENCE
