@@ -92,7 +92,7 @@ def test_clear_errors():
         lfi.NeuralLikelihood(linear_model, "y").build(sims)
     with pytest.raises(SiteError, match="Simulator"):
         lfi.NeuralLikelihood(linear_model, "theta").build(sims)
-    with pytest.raises(ValueError, match="fmpe.* solves an ODE for every density"):
+    with pytest.raises(ValueError, match=r"fmpe.* solves an ODE for every density"):
         lfi.NeuralLikelihood(linear_model, "x", estimator="fmpe")
 
 
