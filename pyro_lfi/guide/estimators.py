@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
-from ..nn import ConditionalDensityEstimator, Flow, FlowMatching, MixtureDensityNetwork, ScoreMatching
+from ..nn import ConditionalDensityEstimator, Ensemble, Flow, FlowMatching, MixtureDensityNetwork, ScoreMatching
 
 __all__ = ["ESTIMATORS", "EstimatorSpec", "check_estimator_spec", "density_needs_ode", "make_estimator"]
 
@@ -32,12 +32,19 @@ def check_estimator_spec(spec: EstimatorSpec) -> None:
 
 
 def make_estimator(spec: EstimatorSpec, features: int, context: int, kwargs: dict) -> ConditionalDensityEstimator:
-    """The estimator of ``features``-dimensional ``z`` given ``context`` features."""
+    """The estimator of ``features``-dimensional ``z`` given ``context`` features; with
+    ``ensemble=K`` among ``kwargs`` (``K >= 2``), an :class:`~pyro_lfi.nn.Ensemble` of ``K``
+    independently initialized ones."""
     check_estimator_spec(spec)
-    estimator = (ESTIMATORS[spec] if isinstance(spec, str) else spec)(features, context, **kwargs)
-    if not isinstance(estimator, ConditionalDensityEstimator):
+    kwargs = dict(kwargs)
+    members = kwargs.pop("ensemble", 1)
+    if not isinstance(members, int) or isinstance(members, bool) or members < 1:
+        raise ValueError(f"ensemble must be a number of members (1: no ensemble), got {members!r}")
+    build = ESTIMATORS[spec] if isinstance(spec, str) else spec
+    estimators = [build(features, context, **kwargs) for _ in range(members)]
+    if not all(isinstance(e, ConditionalDensityEstimator) for e in estimators):
         raise TypeError("the estimator callable must return a ConditionalDensityEstimator")
-    return estimator
+    return estimators[0] if members == 1 else Ensemble(estimators)
 
 
 def density_needs_ode(estimator: EstimatorSpec | ConditionalDensityEstimator | None) -> bool:

@@ -62,8 +62,8 @@ class NeuralPosterior(PyroModule):
         missing entries and a missingness indicator (:class:`~pyro_lfi.nn.MissingFeatures`;
         the embedding net then receives ``[*batch, 2, *x_shape]``), so that observations with
         missing entries can be conditioned on as well.
-    :param estimator_kwargs: passed to the estimator (e.g. ``transforms``, ``hidden_features``,
-        ``components``).
+    :param estimator_kwargs: passed to the estimator (``transforms``, ``hidden_features``, ...);
+        ``ensemble=K``: a uniform mixture of ``K`` trained together (:class:`~pyro_lfi.nn.Ensemble`).
     :param name: prefix of the guide's weights in Pyro's param store (``{name}.estimator$$$...``);
         by default a unique ``lfi_guide_<n>``, so that guides never share weights there.
     """

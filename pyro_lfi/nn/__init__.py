@@ -1,8 +1,9 @@
 """Neural network building blocks: embedding nets (MLP, MLP with a linear shortcut, recurrent, convolutional, DeepSet),
 standardization and conditional density estimators (normalizing flows, mixture density
-networks, and the ODE estimators of flow matching and score matching)."""
+networks, the ODE estimators of flow matching and score matching, and ensembles of any of them)."""
 
 from .embeddings import CNNEmbedding, DeepSet, RNNEmbedding
+from .ensemble import Ensemble, UniformMixture
 from .estimator import ConditionalDensityEstimator
 from .flow_matching import FlowMatching
 from .flows import Flow
@@ -18,6 +19,7 @@ __all__ = [
     "CNNEmbedding",
     "ConditionalDensityEstimator",
     "DeepSet",
+    "Ensemble",
     "Flow",
     "FlowMatching",
     "MissingFeatures",
@@ -27,4 +29,5 @@ __all__ = [
     "ScoreMatching",
     "SkipMLP",
     "Standardize",
+    "UniformMixture",
 ]
