@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch import Tensor
 
 __all__ = [
     "FORMAT_VERSION",
@@ -23,10 +25,12 @@ __all__ = [
     "CacheKey",
     "CachedReference",
     "ObservationMismatchError",
+    "ReferenceCacheWarning",
     "check_observation",
     "migrate",
     "mismatch",
     "read",
+    "seeded_subset",
     "write",
 ]
 
@@ -39,6 +43,10 @@ FORMAT_VERSION = 1
 #: generator moves observations by O(1).
 RTOL = 1e-5
 _KEY_FIELDS = ("task", "index", "observation_seed", "true_parameter", "format_version")
+
+
+class ReferenceCacheWarning(UserWarning):
+    """A reference posterior is not in the cache and is computed (slowly)."""
 
 
 class CacheFormatError(ValueError):
@@ -78,6 +86,12 @@ def mismatch(x_o: np.ndarray, cached_x_o: np.ndarray) -> float:
     return float(np.abs(x_o - cached_x_o).max() / max(1.0, np.abs(cached_x_o).max()))
 
 
+def seeded_subset(samples: np.ndarray, num_samples: int, seed: int) -> Tensor:
+    """A ``seed``-dependent random subset of ``num_samples`` cached samples, in the default dtype."""
+    rows = torch.randperm(samples.shape[0], generator=torch.Generator().manual_seed(seed))[:num_samples]
+    return torch.from_numpy(samples)[rows].to(torch.get_default_dtype())
+
+
 def check_observation(entry: CachedReference, x_o: np.ndarray) -> None:
     """Raise :class:`ObservationMismatchError` if ``x_o`` differs from ``entry.x_o`` beyond rounding."""
     error = mismatch(x_o, entry.x_o)
@@ -86,8 +100,8 @@ def check_observation(entry: CachedReference, x_o: np.ndarray) -> None:
             f"{entry.path.name}: the regenerated observation {entry.key.task} #{entry.key.index} differs from the "
             f"cached one by {error:.3g} of its scale (rounding is below {RTOL:g}), so the simulator or the way "
             f"observations are made changed; regenerate the cache (python -m pyro_lfi.benchmark.references "
-            f"--indices {entry.key.index})\n  regenerated: {np.asarray(x_o).tolist()}\n  cached:      "
-            f"{entry.x_o.tolist()}"
+            f"--task {entry.key.task} --observations {entry.key.index})\n"
+            f"  regenerated: {np.asarray(x_o).tolist()}\n  cached:      {entry.x_o.tolist()}"
         )
 
 

@@ -1,12 +1,16 @@
-r"""SLCP reference posteriors: cached NUTS draws of the fixed observations.
+r"""Cached NUTS reference posteriors, and ``python -m pyro_lfi.benchmark.references``, which makes them.
 
-The draws come from :mod:`pyro_lfi.benchmark.slcp_posterior` (NUTS on the folded posterior,
+``python -m pyro_lfi.benchmark.references --task NAME --observations 1 2 ...`` samples, validates
+(printing the validation) and writes the cached references of a task's fixed observations:
+``slcp`` (and ``slcp_distractors``, whose references are SLCP's) here, ``bernoulli_glm`` (and
+``bernoulli_glm_raw``), ``sir`` and ``lotka_volterra`` by :mod:`pyro_lfi.benchmark.reference_store`.
+
+SLCP: the draws come from :mod:`pyro_lfi.benchmark.slcp_posterior` (NUTS on the folded posterior,
 unfolded by the exact sign symmetry, validated against prior importance sampling). Because
 10,000 NUTS draws (4 chains x 1000 warmup + 5000 steps, thinned by 2) take about
 10 minutes per observation on one core (Pyro's NUTS costs ~2 ms per leapfrog step here, its
 trees have ~10-20 steps), samples for the fixed observations
-are cached in ``pyro_lfi/benchmark/data/slcp_<index>.npz``; regenerate them with
-``python -m pyro_lfi.benchmark.references`` (prints the validation). The cache is keyed by the
+are cached in ``pyro_lfi/benchmark/data/slcp_<index>.npz``. The cache is keyed by the
 observation's index and what generated it (:mod:`pyro_lfi.benchmark.reference_cache`), not by
 its floats: those differ in their last bits between CPUs, so :func:`slcp_reference` matches an
 ``x_o`` to the cached observations within rounding.
@@ -24,7 +28,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pyro_lfi.benchmark import reference_cache
+from pyro_lfi.benchmark import reference_cache, reference_store
+from pyro_lfi.benchmark.reference_cache import ReferenceCacheWarning, seeded_subset
 from pyro_lfi.benchmark.slcp_posterior import (
     FOLDED_LOW,
     HIGH,
@@ -34,7 +39,7 @@ from pyro_lfi.benchmark.slcp_posterior import (
     unfold,
     validate,
 )
-from pyro_lfi.benchmark.tasks import get_task
+from pyro_lfi.benchmark.tasks import TASKS, get_task
 
 __all__ = [
     "FOLDED_LOW",
@@ -54,10 +59,6 @@ __all__ = [
 DATA_DIR = Path(__file__).parent / "data"
 
 
-class ReferenceCacheWarning(UserWarning):
-    """A reference posterior is not in the cache and is computed (slowly)."""
-
-
 def cache_key(index: int) -> reference_cache.CacheKey:
     """What identifies the cached reference of SLCP observation ``index``."""
     task = get_task("slcp")
@@ -75,12 +76,6 @@ def cache_path(index: int) -> Path:
 def cached_references() -> tuple[reference_cache.CachedReference, ...]:
     """Every cache file in :data:`DATA_DIR`, read once."""
     return tuple(reference_cache.read(path) for path in sorted(DATA_DIR.glob("slcp_*.npz")))
-
-
-def _subset(samples: np.ndarray, num_samples: int, seed: int) -> Tensor:
-    """A ``seed``-dependent random subset of ``num_samples`` cached samples."""
-    rows = torch.randperm(samples.shape[0], generator=torch.Generator().manual_seed(seed))[:num_samples]
-    return torch.from_numpy(samples)[rows].to(torch.get_default_dtype())
 
 
 def _nuts_reference(x_o: Tensor, num_samples: int, why: str | None = None) -> Tensor:
@@ -110,7 +105,7 @@ def slcp_reference_at(index: int, num_samples: int, seed: int, *, use_cache: boo
     reference_cache.check_observation(entry, x_o.numpy())
     if num_samples > entry.samples.shape[0]:
         return _nuts_reference(x_o, num_samples, f"{num_samples} samples asked, {entry.samples.shape[0]} cached")
-    return _subset(entry.samples, num_samples, seed)
+    return seeded_subset(entry.samples, num_samples, seed)
 
 
 def slcp_reference(x_o: Tensor, num_samples: int, seed: int, *, use_cache: bool = True) -> Tensor:
@@ -134,7 +129,7 @@ def slcp_reference(x_o: Tensor, num_samples: int, seed: int, *, use_cache: bool 
         return _nuts_reference(x_o, num_samples, why)
     if num_samples > nearest.samples.shape[0]:
         return _nuts_reference(x_o, num_samples, f"{num_samples} samples asked, {nearest.samples.shape[0]} cached")
-    return _subset(nearest.samples, num_samples, seed)
+    return seeded_subset(nearest.samples, num_samples, seed)
 
 
 def migrate() -> None:
@@ -146,41 +141,69 @@ def migrate() -> None:
     cached_references.cache_clear()
 
 
+#: The cached posterior each task's reference comes from (tasks not listed have exact references).
+CACHED_POSTERIOR = {
+    "slcp": "slcp",
+    "slcp_distractors": "slcp",
+    "bernoulli_glm": "bernoulli_glm",
+    "bernoulli_glm_raw": "bernoulli_glm",
+    "sir": "sir",
+    "lotka_volterra": "lotka_volterra",
+}
+
+
+def _print_report(title: str, report: dict[str, Tensor | float] | None) -> None:
+    print(title, flush=True)
+    for name, value in (report or {}).items():
+        shown = value.tolist() if isinstance(value, Tensor) else [value]
+        print(f"  {name}: " + " ".join(f"{v:.3f}" for v in shown), flush=True)
+
+
+def _generate_slcp(index: int, num_samples: int, seed: int, check: bool) -> None:
+    """NUTS (folded, then unfolded), validation and the cache file of SLCP observation ``index``."""
+    x_o = get_task("slcp").observation(index)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + index)
+        start = time.perf_counter()
+        folded, chains = slcp_nuts(x_o, num_samples)
+        seconds = time.perf_counter() - start
+        samples = unfold(folded)
+        report = validate(x_o, chains) if check else None
+    extra = {} if report is None else {k: np.asarray(v) for k, v in report.items()}
+    reference_cache.write(
+        cache_path(index), cache_key(index), x_o.numpy(), samples.numpy(), nuts_seed=np.asarray(seed + index), **extra
+    )
+    _print_report(f"slcp observation {index}: {samples.shape[0]} samples in {seconds:.1f} s", report)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Write (and validate) cached SLCP reference samples for the fixed observations."""
+    """Write (and validate) cached NUTS reference samples for a task's fixed observations."""
     parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--task", default="slcp", choices=sorted(TASKS))
+    parser.add_argument("--observations", "--indices", dest="observations", type=int, nargs="*", default=None,
+                        help="observation indices (default: all of the task's)")
     parser.add_argument("--num-samples", type=int, default=10_000)
-    parser.add_argument("--indices", type=int, nargs="*", default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-validate", action="store_true")
-    parser.add_argument("--migrate", action="store_true", help="only rewrite old cache files in the current layout")
+    parser.add_argument("--migrate", action="store_true", help="only rewrite old SLCP cache files in the new layout")
     args = parser.parse_args(argv)
     if args.migrate:
         migrate()
         return
     # Tiny tensors: extra intra-op threads only add overhead (5x slower when cores are busy).
     torch.set_num_threads(1)
-    task = get_task("slcp")
+    posterior = CACHED_POSTERIOR.get(args.task)
+    if posterior is None:
+        print(f"{args.task} has an exact reference: nothing to cache")
+        return
+    task = get_task(posterior)
     DATA_DIR.mkdir(exist_ok=True)
-    for index in args.indices or range(1, task.num_observations + 1):
-        x_o = task.observation(index)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(args.seed + index)
-            start = time.perf_counter()
-            folded, chains = slcp_nuts(x_o, args.num_samples)
-            seconds = time.perf_counter() - start
-            samples = unfold(folded)
-            report = None if args.no_validate else validate(x_o, chains)
-        extra = {} if report is None else {k: np.asarray(v) for k, v in report.items()}
-        reference_cache.write(
-            cache_path(index), cache_key(index), x_o.numpy(), samples.numpy(),
-            nuts_seed=np.asarray(args.seed + index), **extra,
-        )
-        print(f"slcp observation {index}: {samples.shape[0]} samples in {seconds:.1f} s")
-        if report is not None:
-            for name, value in report.items():
-                shown = value.tolist() if isinstance(value, Tensor) else [value]
-                print(f"  {name}: " + " ".join(f"{v:.3f}" for v in shown))
+    for index in args.observations or range(1, task.num_observations + 1):
+        if posterior == "slcp":
+            _generate_slcp(index, args.num_samples, args.seed, not args.no_validate)
+            continue
+        report = reference_store.generate(posterior, index, args.num_samples, args.seed, check=not args.no_validate)
+        _print_report(f"{posterior} observation {index}: {args.num_samples} samples", report)
     cached_references.cache_clear()
 
 
