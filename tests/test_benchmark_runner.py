@@ -47,3 +47,9 @@ def test_each_method_is_timed_against_its_own_peer():
             Result("slcp", "sbi SNLE", 2000, 0.7, 10.0, 1.0, wall_seconds=200.0, rounds=2, ess_per_second=5.0)]
     table = format_table(rows)
     assert "| slcp | pyro_lfi SNLE | 2 x 1000 | 0.700 | 30.0 | 3.0 | 10.0 | 50.0 | 1.000 | 80 | 0.25 |" in table
+
+
+def test_an_ode_estimator_is_benchmarked_amortized_only(capsys):
+    with pytest.raises(SystemExit):
+        main(["--estimator", "fmpe", "--mode", "sequential", "--no-sbi"])
+    assert "--estimator fmpe (an ODE estimator) is benchmarked in --mode amortized only" in capsys.readouterr().err

@@ -24,7 +24,8 @@ def main(argv: list[str] | None = None) -> None:
                         choices=sorted(TASKS))
     parser.add_argument("--num-simulations", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--estimator", default="nsf", choices=["nsf", "maf", "mdn"])
+    parser.add_argument("--estimator", default="nsf", choices=["nsf", "maf", "mdn", "fmpe", "npse"],
+                        help="the estimator of both libraries (fmpe, npse: sbi's FMPE, NPSE; amortized mode only)")
     parser.add_argument("--num-draws", type=int, default=10_000,
                         help="posterior draws per method (and reference draws) for C2ST and the sampling time")
     parser.add_argument("--no-sbi", action="store_true", help="skip sbi even if it is installed")
@@ -40,6 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--likelihood-methods", nargs="+", default=["nle", "snle"], choices=list(LIKELIHOOD_LABELS),
                         help="learned likelihoods and ratios (--mode likelihood): NLE, NRE, SNLE, SNRE")
     args = parser.parse_args(argv)
+    if args.estimator in ("fmpe", "npse") and args.mode != "amortized":
+        parser.error(f"--estimator {args.estimator} (an ODE estimator) is benchmarked in --mode amortized only")
 
     with_sbi = not args.no_sbi and importlib.util.find_spec("sbi") is not None
     if not with_sbi and not args.no_sbi:

@@ -45,6 +45,23 @@ def _x_o(task: Task, x_o: Tensor | None) -> Tensor:
     return task.observation(1) if x_o is None else torch.as_tensor(x_o, dtype=torch.get_default_dtype())
 
 
+def _sbi_fmpe(prior) -> Any:
+    from sbi.inference import FMPE
+
+    return FMPE(prior=prior, show_progress_bars=False, summary_writer=_log_writer())
+
+
+def _sbi_npse(prior) -> Any:
+    from sbi.inference import NPSE
+
+    return NPSE(prior=prior, sde_type="vp", show_progress_bars=False, summary_writer=_log_writer())
+
+
+#: sbi's counterparts of pyro_lfi's ODE estimators: flow matching (sbi's FMPE) and score-based NPE
+#: with a variance-preserving SDE (sbi's NPSE), each with sbi's default network
+ODE_PEERS = {"fmpe": _sbi_fmpe, "npse": _sbi_npse}
+
+
 def run_sbi_npe(
     task: Task,
     num_simulations: int,
@@ -59,7 +76,8 @@ def run_sbi_npe(
     :param task: benchmark task (prior and simulator are used as they are).
     :param num_simulations: simulation budget.
     :param seed: seed of the simulations, the network initialization and training.
-    :param estimator: ``sbi`` density estimator name (``"nsf"``, ``"maf"``, ``"mdn"``).
+    :param estimator: ``sbi`` density estimator name (``"nsf"``, ``"maf"``, ``"mdn"``), or
+        ``"fmpe"``/``"npse"`` for sbi's ``FMPE``/``NPSE`` (:data:`ODE_PEERS`).
     :param x_o: observation; defaults to ``task.observation(1)``.
     :returns: ``samples[10000, dim_theta]``, ``train_seconds`` (``append_simulations``
         and ``train``) and ``sample_seconds`` (``posterior.sample``).
@@ -69,9 +87,12 @@ def run_sbi_npe(
     with seeded(seed):
         theta = task.prior.sample((num_simulations,))
         x = task.simulator(theta)
-        inference = npe_class(
-            prior=task.prior, density_estimator=estimator, show_progress_bars=False, summary_writer=_log_writer()
-        )
+        if estimator in ODE_PEERS:  # sbi's flow matching / score-based NPE: their own trainer classes
+            inference = ODE_PEERS[estimator](task.prior)
+        else:
+            inference = npe_class(
+                prior=task.prior, density_estimator=estimator, show_progress_bars=False, summary_writer=_log_writer()
+            )
         start = time.perf_counter()
         density_estimator = inference.append_simulations(theta, x).train()
         train_seconds = time.perf_counter() - start
