@@ -7,6 +7,7 @@ import math
 import torch
 from torch import Tensor
 
+from ..batch_inputs import flatten_batch
 from .protocol import C_M, DEFAULT_PROTOCOL, E_K, E_NA, PARAMETER_NAMES, U_CLIP, Protocol
 
 
@@ -37,25 +38,11 @@ def initial_state(params: Tensor, v0: float) -> Tensor:
     return torch.stack([v, a_m / (a_m + b_m), a_h / (a_h + b_h), a_n / (a_n + b_n), p_inf])
 
 
-def flatten_inputs(
-    params, noise, dtype: torch.dtype | None, num_steps: int
-) -> tuple[Tensor, Tensor | None, torch.Size]:
-    """Checked ``params [..., 8]`` and ``noise [..., num_steps]`` (or ``None``) as ``[n, 8]`` and
-    ``[n, num_steps]`` in ``dtype`` (default: that of ``params`` if floating), and the batch shape."""
-    params = torch.as_tensor(params)
-    if params.shape[-1:] != (len(PARAMETER_NAMES),):
-        raise ValueError(f"params must have shape [..., {len(PARAMETER_NAMES)}], got {tuple(params.shape)}")
-    if dtype is None:
-        dtype = params.dtype if params.is_floating_point() else torch.get_default_dtype()
-    batch = params.shape[:-1]
-    params = params.detach().reshape(-1, len(PARAMETER_NAMES)).to(dtype)
-    if noise is not None:
-        noise = torch.as_tensor(noise)
-        if noise.shape != batch + (num_steps,):
-            raise ValueError(f"noise must have shape {tuple(batch + (num_steps,))} (batch + (num_steps,)), "
-                             f"got {tuple(noise.shape)}")
-        noise = noise.detach().reshape(-1, num_steps).to(dtype)
-    return params, noise, batch
+def flatten_inputs(params, noise, dtype: torch.dtype | None, num_steps: int
+                   ) -> tuple[Tensor, Tensor | None, torch.Size]:
+    """``params [..., 8]`` and ``noise [..., num_steps]`` (or ``None``)
+    checked and flattened to one batch dim (:func:`~pyro_lfi.models.batch_inputs.flatten_batch`)."""
+    return flatten_batch(params, noise, dtype, len(PARAMETER_NAMES), (num_steps,))
 
 
 @torch.no_grad()

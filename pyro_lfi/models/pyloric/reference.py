@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..batch_inputs import flatten_batch
 from .protocol import (
     C_M,
     CA_MIN,
@@ -72,22 +73,9 @@ def gate_q10s(protocol: Protocol) -> list[float]:
 
 def flatten_inputs(params, noise, dtype: torch.dtype | None, num_steps: int
                    ) -> tuple[Tensor, Tensor | None, torch.Size]:
-    """Checked ``params [..., 31]`` and ``noise [..., 3, num_steps]`` (or ``None``) as ``[n, 31]``
-    and ``[n, 3, num_steps]`` in ``dtype`` (default: that of ``params`` if floating), and the batch shape."""
-    params = torch.as_tensor(params)
-    if params.shape[-1:] != (len(PARAMETER_NAMES),):
-        raise ValueError(f"params must have shape [..., {len(PARAMETER_NAMES)}], got {tuple(params.shape)}")
-    if dtype is None:
-        dtype = params.dtype if params.is_floating_point() else torch.get_default_dtype()
-    batch = params.shape[:-1]
-    params = params.detach().reshape(-1, len(PARAMETER_NAMES)).to(dtype)
-    if noise is not None:
-        noise = torch.as_tensor(noise)
-        if noise.shape != batch + (3, num_steps):
-            raise ValueError(f"noise must have shape {tuple(batch + (3, num_steps))} (batch + (3, num_steps)), "
-                             f"got {tuple(noise.shape)}")
-        noise = noise.detach().reshape(-1, 3, num_steps).to(dtype)
-    return params, noise, batch
+    """``params [..., 31]`` and ``noise [..., 3, num_steps]`` (or ``None``)
+    checked and flattened to one batch dim (:func:`~pyro_lfi.models.batch_inputs.flatten_batch`)."""
+    return flatten_batch(params, noise, dtype, len(PARAMETER_NAMES), (3, num_steps))
 
 
 def conductances(params: Tensor, protocol: Protocol) -> tuple[Tensor, Tensor]:
