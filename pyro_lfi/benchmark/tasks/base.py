@@ -13,7 +13,7 @@ from torch import Tensor
 
 from ...seeding import seeded
 
-__all__ = ["ReferenceFn", "Task", "draw_true_parameters", "generator", "params", "uniform_box"]
+__all__ = ["ReferenceFn", "Task", "draw_true_parameters", "generator", "params", "rejection_sample", "uniform_box"]
 
 #: ``(task, x_o, num_samples, seed, index) -> samples``; ``index``: ``x_o`` is the fixed
 #: ``observation(index)`` (:meth:`Task.reference_posterior_at`), or ``None`` for any other ``x_o``.
@@ -113,6 +113,20 @@ class Task:
 def generator(seed: int) -> torch.Generator:
     """A CPU generator seeded with ``seed`` (for draws that must not touch the global RNG)."""
     return torch.Generator().manual_seed(seed)
+
+
+def rejection_sample(accepted: Callable[[int], Tensor], num_samples: int, what: str, tries: int) -> Tensor:
+    """``num_samples`` rows from batches of ``accepted(batch)`` (the accepted rows of one batch of
+    proposals), ``batch = max(2 num_samples, 1000)``; a RuntimeError naming ``what`` if ``tries``
+    batches do not give enough."""
+    out: list[Tensor] = []
+    have, batch = 0, max(2 * num_samples, 1000)
+    for _ in range(tries):
+        out.append(accepted(batch))
+        have += out[-1].shape[0]
+        if have >= num_samples:
+            return torch.cat(out)[:num_samples]
+    raise RuntimeError(f"{what} is (nearly) impossible")
 
 
 def uniform_box(low: float, high: float, dim: int) -> dist.Distribution:

@@ -16,7 +16,7 @@ import pyro.distributions as dist
 import torch
 from torch import Tensor
 
-from .base import Task, generator, params, uniform_box
+from .base import Task, generator, params, rejection_sample, uniform_box
 
 __all__ = [
     "GAUSSIAN_LINEAR",
@@ -81,19 +81,14 @@ def _gaussian_mixture_reference(task: Task, x_o: Tensor, num_samples: int, seed:
     normals in :math:`\theta` around :math:`x_o` (both components integrate to one), restricted to
     the box: draw a component, then :math:`\theta`, and keep it if it lies in the box."""
     gen = generator(seed)
-    out: list[Tensor] = []
-    have = 0
-    batch = max(2 * num_samples, 1000)
-    for _ in range(10_000):
+
+    def accepted(batch: int) -> Tensor:
         narrow = torch.rand(batch, 1, generator=gen, dtype=x_o.dtype) < 0.5
         scale = torch.where(narrow, MIXTURE_STDS[1], MIXTURE_STDS[0])
         theta = x_o + scale * torch.randn(batch, task.dim_theta, generator=gen, dtype=x_o.dtype)
-        kept = theta[(theta.abs() <= MIXTURE_BOUND).all(-1)]
-        out.append(kept)
-        have += kept.shape[0]
-        if have >= num_samples:
-            return torch.cat(out)[:num_samples]
-    raise RuntimeError(f"gaussian_mixture reference: x_o={x_o.tolist()} is (nearly) impossible")
+        return theta[(theta.abs() <= MIXTURE_BOUND).all(-1)]
+
+    return rejection_sample(accepted, num_samples, f"gaussian_mixture reference: x_o={x_o.tolist()}", 10_000)
 
 
 GAUSSIAN_LINEAR = Task(

@@ -11,7 +11,7 @@ import math
 import torch
 from torch import Tensor
 
-from .base import Task, generator, params, uniform_box
+from .base import Task, generator, params, rejection_sample, uniform_box
 
 __all__ = ["TWO_MOONS", "two_moons_simulator"]
 
@@ -43,22 +43,17 @@ def _two_moons_reference(task: Task, x_o: Tensor, num_samples: int, seed: int, i
     random sign for :math:`u`, and rejecting outside the prior box samples it exactly.
     """
     gen = generator(seed)
-    out: list[Tensor] = []
-    have = 0
-    batch = max(2 * num_samples, 1000)
-    for _ in range(1000):
+
+    def accepted(batch: int) -> Tensor:
         q = x_o - _moon_noise(torch.Size([batch]), x_o.dtype, gen)
         abs_u = -math.sqrt(2.0) * q[:, 0]
         v = math.sqrt(2.0) * q[:, 1]
         sign = torch.where(torch.rand(batch, generator=gen) < 0.5, -1.0, 1.0)
         u = sign * abs_u
         theta = torch.stack([(u - v) / 2, (u + v) / 2], dim=-1)
-        keep = (abs_u >= 0) & (theta.abs() <= 1).all(dim=-1)
-        out.append(theta[keep])
-        have += int(keep.sum())
-        if have >= num_samples:
-            return torch.cat(out)[:num_samples]
-    raise RuntimeError(f"two_moons reference: x_o={x_o.tolist()} is (nearly) impossible")
+        return theta[(abs_u >= 0) & (theta.abs() <= 1).all(dim=-1)]
+
+    return rejection_sample(accepted, num_samples, f"two_moons reference: x_o={x_o.tolist()}", 1000)
 
 
 TWO_MOONS = Task(
