@@ -29,6 +29,7 @@ from .infer import (
     sample_posterior,
 )
 from .infer.sequential.mixtures import GaussianDivisionError
+from .infer.sequential.restriction import Restriction
 from .likelihood import NeuralLikelihood, NeuralRatio, surrogate
 from .model.prior import Prior, UnsupportedPriorError
 from .model.simulator import DeclaredShapeError, Simulator, SimulatorLikelihoodError, SimulatorShapeError
@@ -91,6 +92,7 @@ __all__ = [
     "PosteriorSamples",
     "Prior",
     "ProposalError",
+    "Restriction",
     "RoundRecord",
     "SimulationOptions",
     "Simulations",

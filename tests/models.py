@@ -78,3 +78,15 @@ def fragile_model(x=None):
 def numpy_simulator(theta):
     theta = np.asarray(theta)
     return np.stack([theta.sum(-1), np.prod(theta, -1)], -1) + np.random.normal(size=theta.shape[:-1] + (2,))
+
+
+def rare(theta):
+    """2 theta + noise, NaN outside the disc of radius 0.1 around (0.3, 0.6): about 3 % of the box."""
+    x = 2.0 * theta + 0.05 * torch.randn_like(theta)
+    x[(theta - torch.tensor([0.3, 0.6])).norm(dim=-1) > 0.1] = float("nan")
+    return x
+
+
+def rare_model(x=None):
+    theta = pyro.sample("theta", dist.Uniform(0.0, 1.0).expand([2]).to_event(1))
+    return pyro.sample("x", lfi.Simulator(rare, theta), obs=x)

@@ -54,3 +54,14 @@ def test_cli_parses_and_writes_json(tmp_path, capsys):
     assert 0.0 <= out["agreement"]["same_features"] <= 1.0 and out["protocol"]["duration"] == 20.0
     assert out["dask"] == "dask measurement switched off"
     assert "## Throughput (20 ms" in capsys.readouterr().out
+
+
+def test_campaign_table_lists_every_round():
+    rows = [{"restricted": True, "round": 0, "proposal": "prior", "num": 10_000, "valid_fraction": 0.0151,
+             "simulate_seconds": 240.0, "train_seconds": 30.0, "propose_seconds": 0.0},
+            {"restricted": True, "round": 1, "proposal": "truncated prior, restricted to P(valid) >= 0.0123",
+             "num": 2_000, "valid_fraction": 0.31, "simulate_seconds": 50.0, "train_seconds": 20.0,
+             "propose_seconds": 1.5}]
+    table = bench.format_campaign(rows)
+    assert "| prior | 0 | 10,000 | 1.5% | 0.0 | 240.0 | 30.0 |" in table
+    assert "| truncated prior, restricted to P(valid) >= 0.0123 | 1 | 2,000 | 31.0% | 1.5 | 50.0 | 20.0 |" in table

@@ -18,13 +18,7 @@ from pyro_lfi.models import pyloric as pl
 from pyro_lfi.models import pyloric_model
 from pyro_lfi.models.pyloric import fused
 
-#: The bursting circuit of the reference's tests (github.com/mackelab/pyloric,
-#: tests/test_simulator.py, ``test_valid_simulation``), its synapses from log(mS) to nS.
-BURSTING = [286.921725, 0.0975099899, 5.53758392, 21.755384, 12.1938578, 123.777092, 0.00964585042,
-            0.00516584517, 167.802913, 0.994858342, 7.71058188, 19.2827439, 7.30915903, 43.390796, 0.050381617,
-            0.021214225, 477.249899, 5.10924385, 0.713955321, 39.6705037, 4.89271588, 59.2566636, 0.0551743568,
-            0.0121729756, 19.76013764161572, 25.324435457075257, 0.9266508383434998, 114.12032885083114,
-            136.34225672239697, 0.13995649676763552, 717.5028845929306]
+BURSTING = list(pl.BURSTING_CIRCUIT)
 #: Its features there (11 s at dt = 0.025 ms, 1 s burn-in, noise ``RandomState(5340)``).
 PUBLISHED = [982.763889, 95.145, 196.325, 90.0375, 0.0968136915, 0.199768227, 0.0916166141, 0.432694074,
              0.665015051, 425.236111, 228.316667, 332.486111, 23.95, 0.338317387, 0.0243700448, 2.5, 9.325, 2.5]

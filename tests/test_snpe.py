@@ -16,7 +16,7 @@ from pyro_lfi.infer.validity import fit_classifier
 from pyro_lfi.model.sites import ModelSites
 from pyro_lfi.seeding import seeded
 
-from .models import fragile_model, linear_model, linear_posterior, moons_model
+from .models import fragile_model, linear_model, linear_posterior, moons_model, rare_model
 
 X_O = torch.tensor([0.8, -0.6, 0.3])
 FAST = dict(progress=False, stop_after_epochs=10, max_epochs=150)
@@ -116,6 +116,37 @@ def test_truncated_prior_stays_in_the_region(max_draws):
     # inside the disc the density is the prior's: its mean is pulled from 0.5 towards the prior's 0
     radius = (z - q.loc).norm(dim=-1).max()
     assert 0.9 < radius < 1.25 and z[:, 0].mean() < 0.5
+
+
+class CountingDensity(dist.MultivariateNormal):
+    """A Gaussian that counts the rows its ``log_prob`` evaluates."""
+
+    rows = 0
+
+    def log_prob(self, value):
+        CountingDensity.rows += len(value)
+        return super().log_prob(value)
+
+
+@pytest.mark.parametrize("max_draws", [1000, 2])
+def test_restricted_truncated_prior_tests_the_classifier_before_the_guide(max_draws):
+    prior = linear_prior()
+    q = CountingDensity(torch.tensor([0.5, 0.0]), 0.09 * torch.eye(2))
+    truncated = TruncatedPrior(prior, q, quantile=1e-3, max_draws_per_sample=max_draws)
+    proposal = truncated.restricted(lambda z: torch.where(z[:, 1] > 0.3, 0.0, -10.0), threshold=0.5)
+    assert proposal is truncated and proposal.name.endswith("P(valid) >= 0.5")
+    torch.manual_seed(0)
+    CountingDensity.rows = 0
+    z = proposal.sample(2000)
+    assert proposal.method == ("rejection" if max_draws > 2 else "sir")
+    assert (z[:, 1] > 0.3).all() and ((z - q.loc).norm(dim=-1) < 1.25).all()
+    if max_draws > 2:  # the guide saw only the candidates the classifier let through, 38 % of the prior's
+        candidates = 10_000 + 2000 / proposal.acceptance  # the pilot and at least this many draws
+        assert CountingDensity.rows < 0.5 * (10_000 + 1.3 * 2000 / proposal.acceptance) < candidates
+    nowhere = TruncatedPrior(prior, q, quantile=1e-3, max_draws_per_sample=max_draws).restricted(
+        lambda z: torch.full(z.shape[:1], -10.0), threshold=0.5)
+    with pytest.raises(lfi.ProposalError, match="false_negatives"):
+        nowhere.sample(100)
 
 
 # -- the round loop --------------------------------------------------------------------------------
@@ -242,6 +273,48 @@ def test_later_rounds_stop_proposing_where_the_simulator_fails():
     # the trained guide: over 40 seeds a median of 0.06-0.09 and at most 0.39, against 0.55-0.62
     # for the prior's round (a fixed 0.1 failed for 28% of seeds even before the fast spline)
     assert snpe.rounds[1].fraction_invalid < snpe.rounds[0].fraction_invalid / 2
+
+
+class FixedClassifier:
+    """P(valid | z) = sigmoid(z[:, 0])."""
+
+    def log_prob_valid(self, z):
+        return torch.nn.functional.logsigmoid(z[:, 0])
+
+
+def test_restriction_threshold_is_a_probability_or_a_quantile_of_the_valid_rows():
+    z_valid = torch.linspace(-4.0, 0.0, 101)[:, None]  # predictions sigmoid(-4) .. 0.5
+    p = torch.sigmoid(z_valid[:, 0])
+    assert lfi.Restriction.of(0.3) == lfi.Restriction(probability=0.3)
+    assert lfi.Restriction(probability=0.3).threshold(FixedClassifier(), z_valid) == 0.3
+    quantile = lfi.Restriction(false_negatives=0.1).threshold(FixedClassifier(), z_valid)
+    assert quantile == pytest.approx(float(torch.quantile(p, 0.1)), rel=1e-5)
+    assert (p < 0.999 * quantile).float().mean() <= 0.1  # a tenth of the valid rows lie below it
+    assert lfi.Restriction(0.3, 0.1).threshold(FixedClassifier(), z_valid) == quantile  # the smaller
+    assert lfi.Restriction(0.01, 0.1).threshold(FixedClassifier(), z_valid) == 0.01
+    assert lfi.Restriction(false_negatives=0.1).threshold(FixedClassifier(), z_valid[:0]) == 0.0  # none valid yet
+    with pytest.raises(ValueError, match="needs a probability"):
+        lfi.Restriction()
+    with pytest.raises(ValueError, match="false_negatives"):
+        lfi.Restriction(false_negatives=1.0)
+    with pytest.raises(TypeError, match="Restriction"):
+        lfi.SNPE(linear_model, lfi.NeuralPosterior(linear_model), restrict="yes")
+
+
+def test_a_quantile_restriction_finds_rare_valid_simulations():
+    # 3 % of the prior is valid; gamma is the 5 % quantile of the classifier at the valid rows
+    guide = lfi.NeuralPosterior(rare_model, estimator="nsf", transforms=2, hidden_features=(32, 32))
+    restriction = lfi.Restriction(false_negatives=0.05)
+    snpe = lfi.SNPE(rare_model, guide, method="tsnpe", restrict=restriction, **{**FAST, "max_epochs": 30})
+    with pytest.warns(UserWarning, match="too few to learn a posterior"):  # round 0: about 20 valid rows
+        sims = snpe.run(x=torch.tensor([0.6, 1.2]), num_rounds=2, simulations_per_round=500, seed=0)
+    proposal, gamma = snpe.proposals[1], snpe.method.validity_threshold  # as of the last classifier
+    valid = guide.sites.to_unconstrained(sims[sims.valid].latents)
+    assert (snpe.validity.log_prob_valid(valid).exp() < gamma).float().mean() == pytest.approx(0.05, abs=0.01)
+    assert proposal.name.endswith(f"P(valid) >= {math.exp(proposal.log_validity_threshold):g}")
+    later = guide.sites.to_unconstrained(sims[sims.round == 1].latents)
+    assert (proposal.log_prob_valid(later) >= proposal.log_validity_threshold).all()  # the classifier it used
+    assert snpe.rounds[0].fraction_invalid > 0.9 and snpe.rounds[1].fraction_invalid < 0.7
 
 
 def test_failing_simulations_in_later_rounds():

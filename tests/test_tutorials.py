@@ -67,3 +67,13 @@ def test_many_neurons_tutorial(tmp_path):
     assert "population median tau" in stdout and "tau: hierarchy: mean |error|" in stdout
     assert "tau: separate NPE: mean |error|" in stdout
     assert (tmp_path / "many_neurons.png").stat().st_size > 10_000
+
+
+def test_pyloric_tutorial(tmp_path):
+    stdout = run_tutorial("pyloric.py", tmp_path)
+    assert "TSNPE, restricted: 3 rounds" in stdout and "posterior predictive:" in stdout
+    assert "path objective F" in stdout and "along the orthogonal:" in stdout
+    assert "narrowest direction, largest parts:" in stdout and "strongest conditional correlation:" in stdout
+    for name in ("pyloric_rounds.png", "pyloric_traces.png", "pyloric_path.png", "pyloric_path_traces.png",
+                 "pyloric_perturbation.png", "pyloric_correlations.png"):
+        assert (tmp_path / name).stat().st_size > 5_000

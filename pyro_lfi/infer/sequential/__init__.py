@@ -6,10 +6,11 @@ from .apt import APT
 from .method import RoundLoss, SequentialMethod
 from .proposals import ProposalError
 from .registry import METHODS, make_method
+from .restriction import Restriction
 from .rounds import SNPE, RoundRecord
 from .site_rounds import SNLE, SNRE, SiteRoundRecord
 from .snpe_a import SNPEA
 from .tsnpe import TSNPE
 
-__all__ = ["APT", "METHODS", "SNLE", "SNPE", "SNPEA", "SNRE", "TSNPE", "ProposalError", "RoundLoss", "RoundRecord",
-           "SequentialMethod", "SiteRoundRecord", "make_method"]
+__all__ = ["APT", "METHODS", "SNLE", "SNPE", "SNPEA", "SNRE", "TSNPE", "ProposalError", "Restriction", "RoundLoss",
+           "RoundRecord", "SequentialMethod", "SiteRoundRecord", "make_method"]

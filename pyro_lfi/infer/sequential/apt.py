@@ -19,6 +19,7 @@ from ..losses import npe_loss, other_rows
 from .method import RoundLoss, SequentialMethod, estimator_of, unrestricted_only
 from .mixtures import is_gaussian_mixture, log_mixture_overlap
 from .proposals import GuideProposal, PriorTimesMixture, Proposal
+from .restriction import Restriction
 
 __all__ = ["APT", "atomic_apt_loss", "mixture_apt_loss"]
 
@@ -89,7 +90,7 @@ class APT(SequentialMethod):
 
     def __init__(
         self, loss: str = "auto", num_atoms: int = 10, *, max_draws_per_sample: int = 1000,
-        restrict: float | None = None,
+        restrict: float | Restriction | None = None,
     ):
         if loss not in LOSSES:
             raise ValueError(f"unknown loss '{loss}'; choose 'auto', 'atomic' or 'mixture'")

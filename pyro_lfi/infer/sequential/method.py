@@ -34,7 +34,8 @@ from ..losses import npe_loss
 from ..npe import training_tensors
 from ..validity import ValidityClassifier, fit_validity
 from .mixtures import is_gaussian_mixture
-from .proposals import Proposal, RestrictedProposal
+from .proposals import Proposal, RestrictedProposal, TruncatedPrior
+from .restriction import Restriction
 
 __all__ = ["RoundLoss", "SequentialMethod", "estimator_of", "unrestricted_only"]
 
@@ -75,23 +76,26 @@ class SequentialMethod:
     :meth:`correct` or :meth:`start` where they differ.
 
     :param max_draws_per_sample: rejection-sampling budget per proposed sample.
-    :param restrict: if given, a probability :math:`\gamma`: once some simulation failed, rounds
-        propose only where a classifier of :math:`P(\text{valid} \mid z)` (trained on every
-        row so far) gives at least :math:`\gamma`.
+    :param restrict: if given, once some simulation failed, rounds propose only where a
+        classifier of :math:`P(\text{valid} \mid z)` (trained on every row so far) gives at least
+        :math:`\gamma`: a probability, or a :class:`~.restriction.Restriction` (e.g. ``Restriction(
+        false_negatives=0.01)``, :math:`\gamma` from the valid rows' predictions, for rare valid rows).
     """
 
     #: the name ``SNPE(method=...)`` knows the method by
     name: ClassVar[str] = ""
 
-    def __init__(self, *, max_draws_per_sample: int = 1000, restrict: float | None = None):
-        if restrict is not None and not 0 < restrict < 1:
-            raise ValueError(f"restrict is a probability in (0, 1), got {restrict}")
+    def __init__(self, *, max_draws_per_sample: int = 1000, restrict: float | Restriction | None = None):
+        #: the rule for the region later rounds propose in (``restrict``, a float as a fixed probability)
+        self.restriction = Restriction.of(restrict)
         if max_draws_per_sample < 1:
             raise ValueError(f"max_draws_per_sample must be positive, got {max_draws_per_sample}")
         self.max_draws_per_sample = max_draws_per_sample
         self.restrict = restrict
         #: :math:`P(\text{valid} \mid z)`, once some simulation failed and the method needs it
         self.validity: ValidityClassifier | None = None
+        #: :math:`\gamma` of the restriction, set with each classifier (0: no restriction)
+        self.validity_threshold = 0.0
         self.guide: NeuralPosterior | None = None
         self.prior: Prior | None = None
         self.observation: torch.Tensor | None = None  #: :math:`x_o`, flat
@@ -144,9 +148,12 @@ class SequentialMethod:
         with torch.no_grad():
             q = self.guide.conditional(self.observation)
         proposal = self.proposal(t, q)
-        if self.restrict is None or self.validity is None:
+        gamma = self.validity_threshold
+        if self.restriction is None or self.validity is None or gamma <= 0:
             return proposal
-        return RestrictedProposal(proposal, self.validity.log_prob_valid, self.restrict, self.max_draws_per_sample)
+        if isinstance(proposal, TruncatedPrior):  # one rejection loop over both regions
+            return proposal.restricted(self.validity.log_prob_valid, gamma)
+        return RestrictedProposal(proposal, self.validity.log_prob_valid, gamma, self.max_draws_per_sample)
 
     def round_loss(self, t: int, simulations: Simulations, config: TrainingConfig, final: bool) -> RoundLoss:
         """Round :math:`t`'s training problem over ``simulations`` (every round so far, tagged by
@@ -158,7 +165,14 @@ class SequentialMethod:
         if self.needs_validity(t):
             validity = fit_validity(self.guide, simulations, config)
             self.validity = self.validity if validity is None else validity
+            if self.restriction is not None and validity is not None:
+                self.validity_threshold = self.restriction.threshold(validity, self.valid_latents(simulations))
         return self.build_loss(t, x, z, rounds, final)
+
+    def valid_latents(self, simulations: Simulations) -> torch.Tensor:
+        """The unconstrained latents ``[n, D]`` of the rows the guide trains on (finite ones)."""
+        z = self.guide.sites.to_unconstrained(simulations[self.guide.usable(simulations)].latents)
+        return z[torch.isfinite(z).all(-1)]
 
     def correct(self, t: int, final: bool) -> None:
         """After round :math:`t` trained: map the guide's density to the posterior (none here)."""
@@ -182,4 +196,4 @@ class SequentialMethod:
 
     def needs_validity(self, t: int) -> bool:
         r"""Whether round :math:`t` needs :math:`P(\text{valid} \mid z)` (where rows failed)."""
-        return self.restrict is not None
+        return self.restriction is not None

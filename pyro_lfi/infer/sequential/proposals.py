@@ -7,6 +7,7 @@ candidates per requested sample and raises :class:`ProposalError` rather than lo
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Protocol
 
 import torch
@@ -104,6 +105,12 @@ class TruncatedPrior:
     ``max_draws_per_sample`` candidates per sample, by sampling-importance-resampling from the
     guide instead (candidates from :math:`q` in the region, weighted by :math:`p/q`), which is
     approximate for a finite ``oversampling``.
+
+    :meth:`restricted` also cuts the region to where a classifier predicts a valid simulation,
+    :math:`P(\text{valid} \mid z) \ge \gamma`. The classifier (a small network) is tested
+    first, so the guide's density is evaluated only where the simulator is predicted to work:
+    one rejection loop over both regions, rather than a loop over the classifier around a loop
+    over the guide.
     """
 
     name = "truncated prior"
@@ -127,9 +134,30 @@ class TruncatedPrior:
         self.threshold = torch.quantile(log_q, quantile).item()
         self.acceptance = math.nan
         self.method = ""
+        self.log_prob_valid: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self.log_validity_threshold = -math.inf
+
+    def restricted(self, log_prob_valid: Callable[[torch.Tensor], torch.Tensor], threshold: float) -> TruncatedPrior:
+        r"""This proposal, cut to :math:`\log P(\text{valid} \mid z) \ge \log \gamma` (``threshold``)."""
+        if not 0 < threshold < 1:
+            raise ValueError(f"the validity threshold must lie in (0, 1), got {threshold}")
+        self.log_prob_valid, self.log_validity_threshold = log_prob_valid, math.log(threshold)
+        self.name = f"{type(self).name}, restricted to P(valid) >= {threshold:g}"
+        return self
 
     def contains(self, z: torch.Tensor) -> torch.Tensor:
-        return self.q.log_prob(z) >= self.threshold
+        """Whether each row of ``z`` lies in the region (once :meth:`restricted`, also where the
+        simulator is predicted to work; the guide is then evaluated on those rows only)."""
+        inside = self.predicted_valid(z)
+        if inside.any():
+            inside[inside.clone()] = self.q.log_prob(z[inside]) >= self.threshold
+        return inside
+
+    def predicted_valid(self, z: torch.Tensor) -> torch.Tensor:
+        """Whether the classifier of :meth:`restricted` lets each row of ``z`` through (all, before)."""
+        if self.log_prob_valid is None:
+            return torch.ones(len(z), dtype=torch.bool)
+        return self.log_prob_valid(z) >= self.log_validity_threshold
 
     @torch.no_grad()
     def sample(self, num_samples: int) -> torch.Tensor:
@@ -142,7 +170,7 @@ class TruncatedPrior:
                 lambda z: torch.where(self.contains(z), 0.0, -math.inf),
                 num_samples,
                 self.max_draws_per_sample,
-                "truncated prior",
+                self.name,
             )
             return z
         self.method, self.acceptance = "sir", rate
@@ -151,12 +179,16 @@ class TruncatedPrior:
     def _sir(self, num_samples: int) -> torch.Tensor:
         candidates = self.q.sample((self.oversampling * num_samples,))
         log_q = self.q.log_prob(candidates)
-        log_w = self.prior.log_prob(candidates) - log_q
-        log_w = torch.where(log_q >= self.threshold, log_w, -math.inf)
+        inside = (log_q >= self.threshold) & self.predicted_valid(candidates)
+        log_w = torch.where(inside, self.prior.log_prob(candidates) - log_q, -math.inf)
         if not torch.isfinite(log_w).any():
+            hint = "" if self.log_prob_valid is None else (
+                "; the validity classifier admits none of them: lower restrict, or set its threshold from "
+                "the valid simulations with restrict=pyro_lfi.Restriction(false_negatives=0.01)"
+            )
             raise ProposalError(
-                "truncated prior: no candidate from the posterior estimate has positive prior density "
-                "inside its highest-density region"
+                f"{self.name}: no candidate from the posterior estimate has positive prior density "
+                f"inside its region{hint}"
             )
         index = torch.multinomial((log_w - log_w.max()).exp(), num_samples, replacement=True)
         return candidates[index]

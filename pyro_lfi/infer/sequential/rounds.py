@@ -47,6 +47,7 @@ from ..validity import ValidityClassifier
 from .method import RoundLoss, SequentialMethod
 from .proposals import Proposal
 from .registry import make_method
+from .restriction import Restriction
 
 __all__ = ["SNPE", "RoundRecord"]
 
@@ -105,8 +106,10 @@ class SNPE:
     :param quantile: TSNPE: the guide mass :math:`\epsilon` left outside the truncation region
         (default ``1e-4``).
     :param max_draws_per_sample: rejection-sampling budget per proposed sample (default 1000).
-    :param restrict: if given, a probability :math:`\gamma`: rounds after a failure propose only
-        where the validity classifier predicts :math:`P(\text{valid} \mid z) \ge \gamma`
+    :param restrict: if given, rounds after a failure propose only where the validity classifier
+        predicts :math:`P(\text{valid} \mid z) \ge \gamma`: a probability :math:`\gamma`, or a
+        :class:`~pyro_lfi.Restriction` (``Restriction(false_negatives=0.01)``: :math:`\gamma` such
+        that 1 % of the valid rows fall below it, for simulators whose valid rows are rare)
         (atomic APT and TSNPE only: the exact mixture losses need the unrestricted proposal).
     :param later_patience: ``stop_after_epochs`` of the rounds after the first, which start
         from the previous round's weights (default 10, or ``stop_after_epochs`` where that is given).
@@ -127,7 +130,7 @@ class SNPE:
         num_atoms: int | None = None,
         quantile: float | None = None,
         max_draws_per_sample: int | None = None,
-        restrict: float | None = None,
+        restrict: float | Restriction | None = None,
         later_patience: int | None = None,
         **config,
     ):

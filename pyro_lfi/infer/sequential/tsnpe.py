@@ -12,6 +12,7 @@ from torch.distributions import Distribution
 
 from .method import SequentialMethod
 from .proposals import Proposal, TruncatedPrior
+from .restriction import Restriction
 
 __all__ = ["TSNPE"]
 
@@ -26,7 +27,9 @@ class TSNPE(SequentialMethod):
 
     name = "tsnpe"
 
-    def __init__(self, quantile: float = 1e-4, *, max_draws_per_sample: int = 1000, restrict: float | None = None):
+    def __init__(
+        self, quantile: float = 1e-4, *, max_draws_per_sample: int = 1000, restrict: float | Restriction | None = None
+    ):
         if not 0 <= quantile < 1:
             raise ValueError(f"quantile must lie in [0, 1), got {quantile}")
         super().__init__(max_draws_per_sample=max_draws_per_sample, restrict=restrict)

@@ -87,7 +87,9 @@ from .features import FEATURE_NAMES, features_from_events, summary_features, tra
 from .fused import simulate
 from .model import pyloric_model, pyloric_prior, pyloric_simulator
 from .protocol import (
+    BURSTING_CIRCUIT,
     DEFAULT_PROTOCOL,
+    NEURONS,
     PARAMETER_NAMES,
     PARAMETER_UNITS,
     PRIOR_BOUNDS,
@@ -98,8 +100,10 @@ from .protocol import (
 from .reference import simulate_reference
 
 __all__ = [
+    "BURSTING_CIRCUIT",
     "DEFAULT_PROTOCOL",
     "FEATURE_NAMES",
+    "NEURONS",
     "PARAMETER_NAMES",
     "PARAMETER_UNITS",
     "PRIOR_BOUNDS",

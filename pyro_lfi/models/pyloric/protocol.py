@@ -83,6 +83,17 @@ PRIOR_BOUNDS = dict(zip(PARAMETER_NAMES, [(float(lo), float(hi)) for low, high i
 Prinz et al.'s ranges of each conductance padded by (100, 2.5, 2, 10, 5, 25, 0.01, 0.01) mS/cm²
 and floored at 0 (uniform); synapses from 1e-8 to 1e-3 mS, AB-LP to 1e-2 mS (log-uniform)."""
 
+BURSTING_CIRCUIT = (
+    286.921725, 0.0975099899, 5.53758392, 21.755384, 12.1938578, 123.777092, 0.00964585042, 0.00516584517,
+    167.802913, 0.994858342, 7.71058188, 19.2827439, 7.30915903, 43.390796, 0.050381617, 0.021214225,
+    477.249899, 5.10924385, 0.713955321, 39.6705037, 4.89271588, 59.2566636, 0.0551743568, 0.0121729756,
+    19.76013764161572, 25.324435457075257, 0.9266508383434998, 114.12032885083114, 136.34225672239697,
+    0.13995649676763552, 717.5028845929306,
+)
+"""A circuit with a triphasic rhythm (cycle period about 1 s), in the order of
+:data:`PARAMETER_NAMES`: the one of the reference's tests (``tests/test_simulator.py``,
+``test_valid_simulation``), its synapses converted from log(mS) to nS."""
+
 PRIOR_LOW = tuple(low for low, _ in PRIOR_BOUNDS.values())
 PRIOR_HIGH = tuple(high for _, high in PRIOR_BOUNDS.values())
 NUM_CONDUCTANCES = 24
