@@ -1,9 +1,12 @@
-"""Every tutorial runs top to bottom in its fast mode (PYRO_LFI_FAST=1) and writes its figures."""
+"""Every tutorial runs top to bottom in its fast mode (PYRO_LFI_FAST=1) and writes its figures (the pyloric one
+among the ``slow`` tests: its fast mode still compiles the simulator)."""
 
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 TUTORIALS = Path(__file__).parents[1] / "tutorials"
 
@@ -69,6 +72,7 @@ def test_many_neurons_tutorial(tmp_path):
     assert (tmp_path / "many_neurons.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow  # torch.compile of two pyloric kernels: 3-5 min on a machine whose inductor cache is cold
 def test_pyloric_tutorial(tmp_path):
     stdout = run_tutorial("pyloric.py", tmp_path)
     assert "TSNPE, restricted: 3 rounds" in stdout and "posterior predictive:" in stdout
