@@ -139,8 +139,8 @@ class TruncatedPrior:
 
     def restricted(self, log_prob_valid: Callable[[torch.Tensor], torch.Tensor], threshold: float) -> TruncatedPrior:
         r"""This proposal, cut to :math:`\log P(\text{valid} \mid z) \ge \log \gamma` (``threshold``)."""
-        if not 0 < threshold < 1:
-            raise ValueError(f"the validity threshold must lie in (0, 1), got {threshold}")
+        if not 0 < threshold <= 1:  # 1: a quantile of predictions that saturated in float32
+            raise ValueError(f"the validity threshold must lie in (0, 1], got {threshold}")
         self.log_prob_valid, self.log_validity_threshold = log_prob_valid, math.log(threshold)
         self.name = f"{type(self).name}, restricted to P(valid) >= {threshold:g}"
         return self
@@ -201,8 +201,8 @@ class RestrictedProposal:
     classifier trained on every simulation so far. Sampled by rejection from ``base``."""
 
     def __init__(self, base, log_prob_valid, threshold: float = 0.5, max_draws_per_sample: int = 1000):
-        if not 0 < threshold < 1:
-            raise ValueError(f"the validity threshold must lie in (0, 1), got {threshold}")
+        if not 0 < threshold <= 1:  # 1: a quantile of predictions that saturated in float32
+            raise ValueError(f"the validity threshold must lie in (0, 1], got {threshold}")
         self.base, self.log_prob_valid = base, log_prob_valid
         self.log_threshold = math.log(threshold)
         self.max_draws_per_sample = max_draws_per_sample

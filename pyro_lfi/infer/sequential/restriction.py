@@ -30,9 +30,9 @@ class Restriction:
     >>> lfi.SNPE(model, guide, method="tsnpe", restrict=0.5)                              # doctest: +SKIP
     >>> lfi.SNPE(model, guide, method="tsnpe", restrict=Restriction(false_negatives=0.01))  # doctest: +SKIP
 
-    With both given, :math:`\gamma` is the smaller of the two: the region never rejects more
-    than ``false_negatives`` of the valid simulations, and never admits less than ``probability``
-    where the classifier is confident.
+    With both given, :math:`\gamma` is the smaller of the two: the region admits every :math:`z`
+    with :math:`P(\text{valid} \mid z) \ge` ``probability`` and rejects at most
+    ``false_negatives`` of the valid simulations.
     """
 
     probability: float | None = None
