@@ -28,3 +28,14 @@ def flatten_batch(params, noise, dtype: torch.dtype | None, num_params: int, noi
                              f"got {tuple(noise.shape)}")
         noise = noise.detach().reshape(-1, *noise_shape).to(dtype)
     return params, noise, batch
+
+
+def check_run_options(output: str, outputs: tuple[str, ...], backend: str, subsample: int, steps_per_call: int) -> None:
+    """The options shared by the fused simulators: ``output`` one of ``outputs``, ``backend``
+    ``"auto"``, ``"inductor"`` or ``"eager"``, positive ``subsample`` and ``steps_per_call``."""
+    if output not in outputs:
+        raise ValueError(f"output must be {' or '.join(repr(o) for o in outputs)}, got {output!r}")
+    if backend not in ("auto", "inductor", "eager"):
+        raise ValueError(f"backend must be 'auto', 'inductor' or 'eager', got {backend!r}")
+    if subsample < 1 or steps_per_call < 1:
+        raise ValueError("subsample and steps_per_call must be positive")

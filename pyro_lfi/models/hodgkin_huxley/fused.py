@@ -10,6 +10,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from ..batch_inputs import check_run_options
 from .protocol import C_M, DEFAULT_PROTOCOL, E_K, E_NA, U_CLIP, Protocol
 from .reference import flatten_inputs, initial_state
 from .statistics import StreamingStatistics
@@ -220,12 +221,7 @@ def simulate(params, noise: Tensor | None = None, *, output: str = "trace", subs
     :param steps_per_call: steps fused into one kernel call: more means less Python overhead per
         step and a longer compilation.
     """
-    if output not in ("trace", "summary"):
-        raise ValueError(f"output must be 'trace' or 'summary', got {output!r}")
-    if backend not in ("auto", "inductor", "eager"):
-        raise ValueError(f"backend must be 'auto', 'inductor' or 'eager', got {backend!r}")
-    if subsample < 1 or steps_per_call < 1:
-        raise ValueError("subsample and steps_per_call must be positive")
+    check_run_options(output, ("trace", "summary"), backend, subsample, steps_per_call)
     params, noise, batch = flatten_inputs(params, noise, dtype, protocol.num_steps)
     chunk_size = chunk_size or 4096 * torch.get_num_threads()
     width = protocol.output_width(output, subsample)

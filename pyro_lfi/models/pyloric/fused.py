@@ -10,6 +10,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from ..batch_inputs import check_run_options
 from . import protocol as P
 from .features import PLATEAU_THRESHOLD, SPIKE_THRESHOLD, features_from_events
 from .protocol import DEFAULT_PROTOCOL, Protocol
@@ -281,12 +282,7 @@ def simulate(params, noise: Tensor | None = None, *, output: str = "features", s
         ``"trace"`` (``[..., 3, ceil(num_samples / subsample)]`` mV, ``V(0)`` first).
     :param dtype: computation dtype (default: that of ``params`` if floating, else torch's default).
     """
-    if output not in ("features", "trace"):
-        raise ValueError(f"output must be 'features' or 'trace', got {output!r}")
-    if backend not in ("auto", "inductor", "eager"):
-        raise ValueError(f"backend must be 'auto', 'inductor' or 'eager', got {backend!r}")
-    if subsample < 1 or steps_per_call < 1:
-        raise ValueError("subsample and steps_per_call must be positive")
+    check_run_options(output, ("features", "trace"), backend, subsample, steps_per_call)
     params, noise, batch = flatten_inputs(params, noise, dtype, protocol.num_steps)
     chunk_size = chunk_size or 1024 * torch.get_num_threads()
     shape = (18,) if output == "features" else (3, protocol.output_width(output, subsample) // 3)
