@@ -253,6 +253,28 @@ def test_the_seed_of_a_train_call_fixes_the_initial_weights(linear_sims):
     assert not torch.allclose(a, c, rtol=1e-3)
 
 
+def test_the_seed_fixes_the_draws_a_loss_makes_and_leaves_the_global_stream_alone():
+    def noisy_fit(seed: int, global_seed: int) -> torch.Tensor:
+        torch.manual_seed(0)
+        line = torch.nn.Linear(1, 1)
+        x = torch.linspace(-1, 1, 40)[:, None]
+        torch.manual_seed(global_seed)  # the caller's stream when training starts
+
+        def loss(xb, yb):  # a loss with draws of its own, like APT's atoms or NPSE's noise
+            return ((line(xb) - yb) ** 2).mean() * (1 + 0.5 * torch.rand(()))
+
+        config = lfi.TrainingConfig(batch_size=8, max_epochs=3, ema=None, seed=seed, progress=False, lr_decay=1.0)
+        train_loop(line, loss, (x, 3 * x - 1), torch.optim.Adam(line.parameters(), lr=0.05), config)
+        return torch.cat([line.weight.flatten(), line.bias]).detach()
+
+    torch.manual_seed(11)
+    expected_next = torch.rand(())
+    first = noisy_fit(seed=3, global_seed=11)
+    assert torch.equal(torch.rand(()), expected_next)  # training drew from a stream of its own
+    assert torch.equal(noisy_fit(seed=3, global_seed=12), first)  # the same seed repeats the run
+    assert not torch.allclose(noisy_fit(seed=4, global_seed=11), first, atol=1e-4)
+
+
 def test_the_learning_rate_of_a_train_call_is_the_optimizers(linear_sims):
     _, npe = _first_epoch(linear_sims, seed=0, learning_rate=1e-4, lr_decay=1.0)
     assert npe.optimizer.param_groups[0]["lr"] == 1e-4

@@ -33,8 +33,10 @@ class TrainingConfig:
     :ivar max_recoveries: how many non-finite losses or gradients training recovers from (each
         time: skip the step, restore the best weights, reset the optimizer, lower the learning
         rate); at the next one it stops with the best weights and a warning.
-    :ivar seed: seed of the split, the batch order and the networks' initial weights (``None``:
-        from torch's global RNG).
+    :ivar seed: seed of the split, the batch order, the loss's own random draws (contrastive
+        atoms, diffusion times and noise; drawn from torch's global RNG inside training, which
+        is restored afterwards) and the networks' initial weights (``None``: from torch's
+        global RNG).
     :ivar progress: show a progress bar.
     :ivar callbacks: called after every epoch with an :class:`~pyro_lfi.infer.history.EpochReport`;
         one that returns a true value stops training (the best weights are restored as always).

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..progress import progress_bar
-from ..seeding import seeded
+from ..seeding import derived_seed, seeded
 from .config import TrainingConfig
 from .history import EpochReport, TrainingEvent, TrainingHistory
 
@@ -51,30 +51,33 @@ def train_loop(
     start = time.perf_counter()
     bar = progress_bar(range(config.max_epochs), desc="train", unit="epoch", disable=not config.progress)
     epoch = 0
-    try:
-        for epoch in bar:
-            order = torch.randperm(len(train_data[0]), generator=generator)
-            history.train_loss.append(trainer.train_epoch(epoch, [d[order] for d in train_data], batch_size))
-            val = trainer.validate(epoch, val_data)
-            bar.set_postfix(train=f"{history.train_loss[-1]:.3f}", val=f"{val:.3f}")
-            if trainer.callbacks_stop(epoch, val, time.perf_counter() - start):
-                history.events.append(TrainingEvent(epoch, "stopped", "a callback stopped training"))
-                break
-            if epoch - history.best_epoch >= config.stop_after_epochs:
-                history.converged = True
-                break
-    except _GaveUp:
-        pass
-    except KeyboardInterrupt:
-        history.interrupted = True
-        restored = trainer.guard.restored_description()
-        history.events.append(TrainingEvent(epoch, "interrupted", f"interrupted; {restored}"))
-        raise
-    finally:
-        bar.close()
-        trainer.guard.restore_best()
-        module.eval()
-        history.seconds = time.perf_counter() - start
+    # the loss's own draws (atoms, diffusion times, noise) come from a stream of the seed: a
+    # seeded run repeats exactly, and the caller's global random state is left as it was
+    with seeded(None if config.seed is None else derived_seed(config.seed, LOSS_STREAM)):
+        try:
+            for epoch in bar:
+                order = torch.randperm(len(train_data[0]), generator=generator)
+                history.train_loss.append(trainer.train_epoch(epoch, [d[order] for d in train_data], batch_size))
+                val = trainer.validate(epoch, val_data)
+                bar.set_postfix(train=f"{history.train_loss[-1]:.3f}", val=f"{val:.3f}")
+                if trainer.callbacks_stop(epoch, val, time.perf_counter() - start):
+                    history.events.append(TrainingEvent(epoch, "stopped", "a callback stopped training"))
+                    break
+                if epoch - history.best_epoch >= config.stop_after_epochs:
+                    history.converged = True
+                    break
+        except _GaveUp:
+            pass
+        except KeyboardInterrupt:
+            history.interrupted = True
+            restored = trainer.guard.restored_description()
+            history.events.append(TrainingEvent(epoch, "interrupted", f"interrupted; {restored}"))
+            raise
+        finally:
+            bar.close()
+            trainer.guard.restore_best()
+            module.eval()
+            history.seconds = time.perf_counter() - start
     return history
 
 
@@ -266,6 +269,9 @@ class MovingAverage:
             with torch.no_grad():
                 torch._foreach_copy_(self.parameters, own)
 
+
+#: key of the stream (derived from ``TrainingConfig.seed``) that the loss's draws come from
+LOSS_STREAM = 1
 
 #: seed of the draws a loss makes while validating (the atoms of contrastive losses): the same
 #: every epoch, so that the validation loss compares weights and not draws

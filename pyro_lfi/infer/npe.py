@@ -157,9 +157,9 @@ class NPE:
         :param model_kwargs: the model's keyword arguments.
         :param device: where to train (e.g. ``"cuda"``); the CPU by default.
         :param config: overrides of the :class:`~pyro_lfi.infer.loop.TrainingConfig` defaults for
-            this call (``seed`` fixes the split, the batch order and, if the guide is not built
-            yet, its initial weights; ``learning_rate`` sets the optimizer's step size, which a
-            custom ``optim`` otherwise keeps).
+            this call (``seed`` fixes the split, the batch order, the loss's own random draws
+            and, if the guide is not built yet, its initial weights; ``learning_rate`` sets the
+            optimizer's step size, which a custom ``optim`` otherwise keeps).
         :returns: the :class:`~pyro_lfi.infer.loop.TrainingHistory` (also appended to
             :attr:`history`, even when Ctrl-C interrupts training: the best weights so far are
             restored, ``history.interrupted`` is set and the KeyboardInterrupt propagates).
