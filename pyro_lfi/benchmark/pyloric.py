@@ -213,7 +213,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="rounds of the sequential campaign, restricted and not (0: skip it)")
     parser.add_argument("--campaign-first", type=int, default=10_000, help="prior simulations of its first round")
     parser.add_argument("--campaign-simulations", type=int, default=2_000, help="simulations of each later round")
-    parser.add_argument("--false-negatives", type=float, default=0.01,
+    parser.add_argument("--false-negatives", type=float, default=0.05,
                         help="the restriction's fraction of valid simulations allowed below its threshold")
     parser.add_argument("--json", help="also write the results to this JSON file")
     return parser

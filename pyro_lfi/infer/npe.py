@@ -265,7 +265,7 @@ def _warn_if_few(guide: NeuralPosterior, simulations: Simulations, usable: int) 
     advice = ["simulate more"]
     if usable < MIN_USABLE_SHARE * total:
         advice.append("focus later rounds where the simulator works with pyro_lfi.SNPE(..., restrict=0.5), or "
-                      "restrict=pyro_lfi.Restriction(false_negatives=0.01) where valid rows are rare")
+                      "restrict=pyro_lfi.Restriction(false_negatives=0.05) where valid rows are rare")
     if guide.missing == "drop" and simulations.summary().get("nonfinite", 0):
         advice.append("train on rows with partly missing outputs with NeuralPosterior(..., missing='impute')")
     warnings.warn(

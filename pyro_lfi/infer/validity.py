@@ -21,7 +21,7 @@ from torch.nn.functional import binary_cross_entropy_with_logits
 from ..nn.validity import ValidityClassifier
 from .loop import TrainingConfig, train_loop
 
-__all__ = ["ValidityClassifier", "fit_classifier", "fit_validity"]
+__all__ = ["ValidityClassifier", "fit_classifier", "out_of_fold_probabilities", "validity_rows"]
 
 
 def fit_classifier(z: torch.Tensor, valid: torch.Tensor, config: TrainingConfig) -> ValidityClassifier:
@@ -41,12 +41,27 @@ def fit_classifier(z: torch.Tensor, valid: torch.Tensor, config: TrainingConfig)
     return classifier
 
 
-def fit_validity(guide, simulations, config: TrainingConfig) -> ValidityClassifier | None:
-    r""":math:`P(\text{valid} \mid z)` of the guide's latents, trained on every row of
-    ``simulations`` with finite latents; ``None`` where every row is usable by ``guide``."""
+def validity_rows(guide, simulations) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows of ``simulations`` with finite latents, as the guide's unconstrained latents
+    ``z`` ``[n, D]``, and whether each is usable by ``guide`` (valid) ``[n]``."""
     usable = guide.usable(simulations)
-    if usable.all():
-        return None
     z = guide.sites.to_unconstrained(simulations.latents)
     finite = torch.isfinite(z).all(-1)
-    return fit_classifier(z[finite], usable[finite], config)
+    return z[finite], usable[finite]
+
+
+def out_of_fold_probabilities(z: torch.Tensor, valid: torch.Tensor, config: TrainingConfig, folds: int) -> torch.Tensor:
+    r""":math:`P(\text{valid} \mid z_i)` at every row from a classifier that did not see it:
+    the rows are split into ``folds`` random folds and each fold is predicted by a classifier
+    fitted to the others (cross-fitting). A classifier's predictions at its own training rows
+    are optimistic; these are what it predicts at parameters it has not seen."""
+    generator = torch.Generator().manual_seed(config.seed if config.seed is not None else 0)
+    fold = torch.empty(len(z), dtype=torch.long)
+    fold[torch.randperm(len(z), generator=generator)] = torch.arange(len(z)) % folds
+    probabilities = torch.empty(len(z), dtype=z.dtype)
+    for k in range(folds):
+        held_out = fold == k
+        classifier = fit_classifier(z[~held_out], valid[~held_out], config)
+        with torch.no_grad():
+            probabilities[held_out] = classifier.log_prob_valid(z[held_out]).exp()
+    return probabilities

@@ -32,7 +32,7 @@ from ...simulation.simulations import Simulations
 from ..loop import TrainingConfig
 from ..losses import npe_loss
 from ..npe import training_tensors
-from ..validity import ValidityClassifier, fit_validity
+from ..validity import ValidityClassifier, fit_classifier, validity_rows
 from .mixtures import is_gaussian_mixture
 from .proposals import Proposal, RestrictedProposal, TruncatedPrior
 from .restriction import Restriction
@@ -79,7 +79,8 @@ class SequentialMethod:
     :param restrict: if given, once some simulation failed, rounds propose only where a
         classifier of :math:`P(\text{valid} \mid z)` (trained on every row so far) gives at least
         :math:`\gamma`: a probability, or a :class:`~.restriction.Restriction` (e.g. ``Restriction(
-        false_negatives=0.01)``, :math:`\gamma` from the valid rows' predictions, for rare valid rows).
+        false_negatives=0.05)``, :math:`\gamma` from held-out predictions at the valid rows, for rare
+        valid rows).
     """
 
     #: the name ``SNPE(method=...)`` knows the method by
@@ -163,16 +164,12 @@ class SequentialMethod:
         x, z, kept = training_tensors(self.guide, simulations[rows])
         rounds = simulations.round[rows][kept]
         if self.needs_validity(t):
-            validity = fit_validity(self.guide, simulations, config)
-            self.validity = self.validity if validity is None else validity
-            if self.restriction is not None and validity is not None:
-                self.validity_threshold = self.restriction.threshold(validity, self.valid_latents(simulations))
+            z_all, valid = validity_rows(self.guide, simulations)
+            if not valid.all():  # every row worked so far: nothing to learn, nothing to restrict
+                self.validity = fit_classifier(z_all, valid, config)
+                if self.restriction is not None:
+                    self.validity_threshold = self.restriction.threshold(z_all, valid, config)
         return self.build_loss(t, x, z, rounds, final)
-
-    def valid_latents(self, simulations: Simulations) -> torch.Tensor:
-        """The unconstrained latents ``[n, D]`` of the rows the guide trains on (finite ones)."""
-        z = self.guide.sites.to_unconstrained(simulations[self.guide.usable(simulations)].latents)
-        return z[torch.isfinite(z).all(-1)]
 
     def correct(self, t: int, final: bool) -> None:
         """After round :math:`t` trained: map the guide's density to the posterior (none here)."""

@@ -184,7 +184,7 @@ class TruncatedPrior:
         if not torch.isfinite(log_w).any():
             hint = "" if self.log_prob_valid is None else (
                 "; the validity classifier admits none of them: lower restrict, or set its threshold from "
-                "the valid simulations with restrict=pyro_lfi.Restriction(false_negatives=0.01)"
+                "the valid simulations with restrict=pyro_lfi.Restriction(false_negatives=0.05)"
             )
             raise ProposalError(
                 f"{self.name}: no candidate from the posterior estimate has positive prior density "

@@ -108,8 +108,8 @@ class SNPE:
     :param max_draws_per_sample: rejection-sampling budget per proposed sample (default 1000).
     :param restrict: if given, rounds after a failure propose only where the validity classifier
         predicts :math:`P(\text{valid} \mid z) \ge \gamma`: a probability :math:`\gamma`, or a
-        :class:`~pyro_lfi.Restriction` (``Restriction(false_negatives=0.01)``: :math:`\gamma` such
-        that 1 % of the valid rows fall below it, for simulators whose valid rows are rare)
+        :class:`~pyro_lfi.Restriction` (``Restriction(false_negatives=0.05)``: :math:`\gamma` such
+        that about 5 % of valid parameters fall below it, for simulators whose valid rows are rare)
         (atomic APT and TSNPE only: the exact mixture losses need the unrestricted proposal).
     :param later_patience: ``stop_after_epochs`` of the rounds after the first, which start
         from the previous round's weights (default 10, or ``stop_after_epochs`` where that is given).
