@@ -124,9 +124,9 @@ plt.close(fig)
 
 # %% [markdown]
 # At full budget (2026-12-01, a 2-core laptop-class CPU): the 20,000 prior simulations were 1.8 %
-# valid (283 s); the four restricted rounds of 5,000 were 3.6 %, 4.5 %, 4.0 % and 4.3 % valid,
-# about 50 s each: 40,000 simulations and 1,183 valid rows in 511 s. The restriction more than
-# doubles the valid fraction, but its classifier is trained on a few hundred valid rows; the
+# valid (178 s); the four restricted rounds of 5,000 were 3.5 %, 3.6 %, 3.4 % and 4.4 % valid,
+# 45 s each: 40,000 simulations and 1,108 valid rows in 403 s. The restriction doubles the valid
+# fraction, but its classifier is trained on a few hundred valid rows in 31 dimensions; the
 # published campaigns simulate millions. The fast mode (`PYRO_LFI_FAST=1`) has too few valid rows
 # for the classifier to help.
 #
