@@ -294,8 +294,8 @@ def test_restriction_threshold_is_a_probability_or_a_held_out_quantile_of_the_va
             p = classifier.log_prob_valid(fresh).exp()
         rejected.append((p[fresh_valid] < gamma).float().mean())
         admitted.append((p >= gamma).float().mean())
-        assert lfi.Restriction(probability=0.3).threshold(z, valid, config) == 0.3
-        assert lfi.Restriction(0.01, 0.1).threshold(z, valid, config) == 0.01  # the smaller of the two
+    assert lfi.Restriction(probability=0.3).threshold(z, valid, config) == 0.3
+    assert lfi.Restriction(0.01, 0.1).threshold(z, valid, config) == 0.01  # the smaller of the two
     # a tenth of new valid parameters rejected on average (seeds 0-2 here: 0.02, 0.14, 0.12); the
     # quantile of the classifier's own training rows rejected 0.14, 0.24, 0.23
     assert torch.stack(rejected).mean() <= 0.15

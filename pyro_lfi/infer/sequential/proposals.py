@@ -95,6 +95,14 @@ class PriorTimesMixture:
         return z
 
 
+def _log_validity_threshold(threshold: float) -> float:
+    r""":math:`\log \gamma` of a validity threshold :math:`\gamma \in (0, 1]` (1: a quantile of
+    predictions that saturated in float32)."""
+    if not 0 < threshold <= 1:
+        raise ValueError(f"the validity threshold must lie in (0, 1], got {threshold}")
+    return math.log(threshold)
+
+
 class TruncatedPrior:
     r"""The prior restricted to the highest-density region of the guide at the observation
     (Deistler et al. 2022): :math:`\tilde p(z) \propto p(z)\, \mathbb{1}[\log q(z \mid x_o) \ge
@@ -139,9 +147,7 @@ class TruncatedPrior:
 
     def restricted(self, log_prob_valid: Callable[[torch.Tensor], torch.Tensor], threshold: float) -> TruncatedPrior:
         r"""This proposal, cut to :math:`\log P(\text{valid} \mid z) \ge \log \gamma` (``threshold``)."""
-        if not 0 < threshold <= 1:  # 1: a quantile of predictions that saturated in float32
-            raise ValueError(f"the validity threshold must lie in (0, 1], got {threshold}")
-        self.log_prob_valid, self.log_validity_threshold = log_prob_valid, math.log(threshold)
+        self.log_prob_valid, self.log_validity_threshold = log_prob_valid, _log_validity_threshold(threshold)
         self.name = f"{type(self).name}, restricted to P(valid) >= {threshold:g}"
         return self
 
@@ -201,10 +207,8 @@ class RestrictedProposal:
     classifier trained on every simulation so far. Sampled by rejection from ``base``."""
 
     def __init__(self, base, log_prob_valid, threshold: float = 0.5, max_draws_per_sample: int = 1000):
-        if not 0 < threshold <= 1:  # 1: a quantile of predictions that saturated in float32
-            raise ValueError(f"the validity threshold must lie in (0, 1], got {threshold}")
         self.base, self.log_prob_valid = base, log_prob_valid
-        self.log_threshold = math.log(threshold)
+        self.log_threshold = _log_validity_threshold(threshold)
         self.max_draws_per_sample = max_draws_per_sample
         self.name = f"{base.name}, restricted to P(valid) >= {threshold:g}"
         self.acceptance = math.nan
