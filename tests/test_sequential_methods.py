@@ -36,26 +36,28 @@ def posterior_scale() -> torch.Tensor:
     return (NOISE**2 * torch.linalg.inv(A.T @ A)).diagonal().sqrt()
 
 
-def built_guide(estimator: str):
+def built_guide(estimator: str, bounded: str = "transform"):
     sims = lfi.simulate(boxed_linear_model, 100, seed=0, progress=False)
-    guide = lfi.NeuralPosterior(boxed_linear_model, estimator=estimator, **NETS[estimator]).build(sims)
+    guide = lfi.NeuralPosterior(boxed_linear_model, estimator=estimator, bounded=bounded, **NETS[estimator])
+    guide.build(sims)
     return guide, lfi.Prior(boxed_linear_model, guide.sites, x=X_O), guide.observation(x=X_O)
 
 
 def runs():
-    """Each method with each guide it takes."""
+    """Each method with each guide it takes: flows and mixtures on the logit of the box, and
+    flows truncated to the box."""
     return [
-        pytest.param(name, estimator, id=f"{name}-{estimator}")
+        pytest.param(name, estimator, bounded, id=f"{name}-{estimator}" + {"truncate": "-truncated"}.get(bounded, ""))
         for name, cls in METHODS.items()
-        for estimator in ("nsf", "mdn")
+        for estimator, bounded in (("nsf", "transform"), ("mdn", "transform"), ("nsf", "truncate"))
         if estimator == "mdn" or not cls().needs_mixture_density
     ]
 
 
-@pytest.mark.parametrize("name,estimator", runs())
-def test_two_rounds_focus_on_the_observation_and_find_the_posterior(name, estimator):
+@pytest.mark.parametrize("name,estimator,bounded", runs())
+def test_two_rounds_focus_on_the_observation_and_find_the_posterior(name, estimator, bounded):
     method = METHODS[name]()
-    guide = lfi.NeuralPosterior(boxed_linear_model, estimator=estimator, **NETS[estimator])
+    guide = lfi.NeuralPosterior(boxed_linear_model, estimator=estimator, bounded=bounded, **NETS[estimator])
     snpe = lfi.SNPE(boxed_linear_model, guide, method=method, seed=0, **FAST)
     assert snpe.method is method
     sims = snpe.run(x=X_O, num_rounds=2, simulations_per_round=N, seed=0)
@@ -99,6 +101,15 @@ def test_a_method_refuses_a_guide_it_cannot_train(make):
         method.start(guide, prior, x_o)
     with pytest.raises(ValueError, match="mixture density guide"):  # the same through SNPE, after round 0
         lfi.SNPE(boxed_linear_model, guide, method=make(), **FAST).run(x=X_O, num_rounds=1, simulations_per_round=50)
+    truncated, prior, x_o = built_guide("mdn", bounded="truncate")
+    with pytest.raises(ValueError, match="bounded='transform'"):  # Gaussian algebra needs all of R^D
+        make().start(truncated, prior, x_o)
+
+
+def test_apt_gives_a_truncated_mixture_density_guide_the_atomic_loss():
+    method = APT()
+    method.start(*built_guide("mdn", bounded="truncate"))
+    assert not method.mixture
 
 
 @pytest.mark.parametrize("name", list(METHODS))

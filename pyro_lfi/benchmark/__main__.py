@@ -13,6 +13,7 @@ import time
 
 import torch
 
+from ..model.sites import BOUNDED
 from .likelihoods import LIKELIHOOD_LABELS
 from .runner import SEQUENTIAL_LABELS, format_table, run_likelihood_benchmark, run_sequential_task, run_task
 from .tasks import TASKS, get_task
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sequential-methods", nargs="+", default=["apt", "tsnpe"], choices=list(SEQUENTIAL_LABELS),
                         help="pyro_lfi's sequential methods to run (SNPE-A always with a mixture density guide)")
     parser.add_argument("--rounds", type=int, default=10, help="rounds of a sequential run (budget split evenly)")
+    parser.add_argument("--bounded", choices=BOUNDED, default="transform",
+                        help="how pyro_lfi's sequential guides model sites with a Uniform prior: through the logit, "
+                             "or truncated to the prior's box (NeuralPosterior(..., bounded=...); not SNPE-A)")
     parser.add_argument("--likelihood-tasks", nargs="+", default=["slcp"], choices=sorted(TASKS))
     parser.add_argument("--likelihood-methods", nargs="+", default=["nle", "snle"], choices=list(LIKELIHOOD_LABELS),
                         help="learned likelihoods and ratios (--mode likelihood): NLE, NRE, SNLE, SNRE")
@@ -58,7 +62,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.mode in ("sequential", "both"):
         per_round = args.num_simulations // args.rounds
         jobs += [lambda t=t: run_sequential_task(get_task(t), args.rounds, per_round, args.seed, with_sbi,
-                                                 args.estimator, args.num_draws, tuple(args.sequential_methods))
+                                                 args.estimator, args.num_draws, tuple(args.sequential_methods),
+                                                 args.bounded)
                  for t in args.sequential_tasks]
     if args.mode == "likelihood":
         per_round = args.num_simulations // args.rounds

@@ -73,13 +73,16 @@ def run_pyro_lfi(
 
 def run_pyro_lfi_sequential(
     task: Task, num_rounds: int, simulations_per_round: int, seed: int, estimator: str = "nsf",
-    num_draws: int = NUM_DRAWS, method: str = "apt",
+    num_draws: int = NUM_DRAWS, method: str = "apt", bounded: str = "transform",
 ) -> dict:
     """Sequential NPE (``method``: ``"apt"``, ``"tsnpe"`` or ``"snpe-a"``, which always uses a
-    mixture density guide) with pyro_lfi at ``task.observation(1)``: the whole loop (proposals,
-    simulation, training) is timed as ``wall_seconds``."""
+    mixture density guide on the transformed sites) with pyro_lfi at ``task.observation(1)``,
+    interval sites modelled as ``bounded`` says: the whole loop (proposals, simulation, training)
+    is timed as ``wall_seconds``."""
     x_o = task.observation(1)
-    guide = lfi.NeuralPosterior(task.model, estimator="mdn" if method == "snpe-a" else estimator)
+    if method == "snpe-a":
+        estimator, bounded = "mdn", "transform"
+    guide = lfi.NeuralPosterior(task.model, estimator=estimator, bounded=bounded)
     snpe = lfi.SNPE(task.model, guide, method=method, progress=False, seed=seed)
     start = time.perf_counter()
     snpe.run(x_o, num_rounds=num_rounds, simulations_per_round=simulations_per_round, seed=seed)
@@ -129,13 +132,15 @@ PEERS = {
 def run_sequential_task(
     task: Task, num_rounds: int, simulations_per_round: int, seed: int = 0, with_sbi: bool = True,
     estimator: str = "nsf", num_draws: int = NUM_DRAWS, methods: tuple[str, ...] = ("apt",),
+    bounded: str = "transform",
 ) -> list[Result]:
-    """Sequential NPE with pyro_lfi (each of ``methods``) and sbi's SNPE-C (when installed) on
-    ``task``; ``num_draws`` posterior draws of each are compared with as many reference draws."""
+    """Sequential NPE with pyro_lfi (each of ``methods``, guides built with ``bounded``) and sbi's
+    SNPE-C (when installed) on ``task``; ``num_draws`` posterior draws of each are compared with
+    as many reference draws."""
     reference = task.reference_posterior_at(1, num_draws, seed=seed)
     runs = {
         SEQUENTIAL_LABELS[method]: run_pyro_lfi_sequential(
-            task, num_rounds, simulations_per_round, seed, estimator, num_draws, method
+            task, num_rounds, simulations_per_round, seed, estimator, num_draws, method, bounded
         )
         for method in methods
     }

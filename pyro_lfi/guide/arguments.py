@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import operator
 
-__all__ = ["MISSING", "check_missing", "sample_count"]
+from ..model.sites import BOUNDED
+
+__all__ = ["MISSING", "check_options", "sample_count"]
 
 #: The ways a guide treats simulations with partly non-finite observed data.
 MISSING = ("drop", "impute")
 
 
-def check_missing(missing: str) -> None:
-    """A :class:`ValueError` unless ``missing`` is one of :data:`MISSING`."""
+def check_options(missing: str, bounded: str) -> None:
+    """A :class:`ValueError` unless ``missing`` is one of :data:`MISSING` and ``bounded`` one of
+    :data:`~pyro_lfi.model.sites.BOUNDED`."""
     if missing not in MISSING:
         raise ValueError(f"missing must be one of {MISSING}, got {missing!r}")
+    if bounded not in BOUNDED:
+        raise ValueError(f"bounded must be one of {BOUNDED}, got {bounded!r}")
 
 
 def sample_count(num_samples) -> int:

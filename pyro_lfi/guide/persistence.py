@@ -32,6 +32,7 @@ def saved_state(guide) -> dict:
         "embedding_features": guide.embedding_features,
         "standardize": guide.standardize,
         "missing": guide.missing,
+        "bounded": guide.bounded,
         "custom_embedding": guide._custom_embedding,
         "sites": guide.sites,
         "x_shape": tuple(guide.x_standardize.mean.shape),
@@ -108,6 +109,7 @@ def load_guide(
         saved["embedding_features"],
         saved["standardize"],
         saved.get("missing", "drop"),
+        bounded=saved.get("bounded", "transform"),
         **saved["estimator_kwargs"],
     )
     check_same_sites(path, saved["sites"], model, model_args, model_kwargs)

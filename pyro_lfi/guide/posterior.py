@@ -18,11 +18,12 @@ from ..model.checks import check_observed_sites, check_simulated, check_site_rol
 from ..model.sites import ModelSites, ObservationError, read_observation
 from ..nn import ConditionalDensityEstimator, MissingFeatures, SkipMLP, Standardize
 from ..simulation.simulations import Simulations, Status
-from .arguments import check_missing, sample_count
+from .arguments import check_options, sample_count
 from .estimators import EstimatorSpec, check_estimator_spec, make_estimator
 from .map_estimate import maximize
 from .persistence import load_guide, saved_state
 from .pyro_distribution import PyroDistribution
+from .truncation import TruncatedDensity
 from .weights import UNBUILT_LOAD, guide_name
 
 __all__ = ["NeuralPosterior", "NotFittedError"]
@@ -42,19 +43,18 @@ class NeuralPosterior(PyroModule):
     given here), draws :math:`z` at an auxiliary site and emits every latent site as a
     :class:`~pyro.distributions.Delta` carrying its log-Jacobian, like Pyro's autoguides.
 
-    The networks are built lazily from the first simulations (:meth:`build`), which fix the
-    sites' shapes and the standardization; a fresh guide has no weights to
-    :meth:`load_state_dict` into: load a saved one with :meth:`load`, or :meth:`build` it first.
+    The networks are built lazily from the first simulations (:meth:`build`), which fix the sites'
+    shapes and the standardization; a fresh guide has no weights to :meth:`load_state_dict` into:
+    load a saved one with :meth:`load`, or :meth:`build` it first.
 
     :param model: the Pyro model (its data sites are :class:`~pyro_lfi.Simulator` sites).
     :param observed: name(s) of the observed data site(s) the posterior is conditioned on.
     :param estimator: ``"nsf"``, ``"maf"``, ``"mdn"``, ``"fmpe"`` (flow matching), ``"npse"`` (score
         matching), or a callable ``(features, context) -> ConditionalDensityEstimator``.
     :param embedding_net: any module mapping the standardized observation ``[*batch, *x_shape]``
-        to features ``[*batch, k]``. By default a :class:`~pyro_lfi.nn.SkipMLP` with ELU
-        activations: what depends linearly on the observation passes through its linear
-        shortcut, and the smooth activation keeps the learned rest from bending around single
-        simulations.
+        to features ``[*batch, k]``. By default a :class:`~pyro_lfi.nn.SkipMLP` with ELU activations:
+        what depends linearly on the observation passes through its linear shortcut, and the smooth
+        activation keeps the learned rest from bending around single simulations.
     :param embedding_features: output width of the default embedding.
     :param standardize: z-score observations and parameters with training-set statistics.
     :param missing: what to do with simulations whose observed data are partly NaN or inf:
@@ -62,6 +62,10 @@ class NeuralPosterior(PyroModule):
         missing entries and a missingness indicator (:class:`~pyro_lfi.nn.MissingFeatures`;
         the embedding net then receives ``[*batch, 2, *x_shape]``), so that observations with
         missing entries can be conditioned on as well.
+    :param bounded: how sites on an interval (a ``Uniform`` prior's box) are modelled: by the
+        logit (``"transform"``), or as the parameter itself with the density cut to the box
+        (``"truncate"``, :mod:`pyro_lfi.guide.truncation`): for sequential APT where the
+        posterior piles up against a bound.
     :param estimator_kwargs: passed to the estimator (``transforms``, ``hidden_features``, ...);
         ``ensemble=K``: a uniform mixture of ``K`` trained together (:class:`~pyro_lfi.nn.Ensemble`).
     :param name: prefix of the guide's weights in Pyro's param store (``{name}.estimator$$$...``);
@@ -78,12 +82,14 @@ class NeuralPosterior(PyroModule):
         standardize: bool = True,
         missing: str = "drop",
         *,
+        bounded: str = "transform",
         name: str | None = None,
         **estimator_kwargs,
     ):
         super().__init__(name=guide_name(name))
-        check_missing(missing)
+        check_options(missing, bounded)
         check_estimator_spec(estimator)
+        self.bounded = bounded
         self.model = model
         self.observed = (observed,) if isinstance(observed, str) else tuple(observed)
         self.estimator_spec = estimator
@@ -126,7 +132,7 @@ class NeuralPosterior(PyroModule):
         self.create_networks(sites, x.shape[1:])
         if self.standardize:
             self.x_standardize.fit(x)
-            self.estimator.fit_standardization(sites.to_unconstrained(valid.latents))
+            self.estimator.fit_standardization(self.sites.to_unconstrained(valid.latents))
         return self
 
     def usable(self, simulations: Simulations) -> torch.Tensor:
@@ -140,8 +146,9 @@ class NeuralPosterior(PyroModule):
 
     def create_networks(self, sites: ModelSites, x_shape: torch.Size) -> None:
         """Create the networks for ``sites`` and flat observations of ``x_shape`` (untrained, and
-        with identity standardization until :meth:`build` fits it)."""
-        self.sites = sites
+        with identity standardization until :meth:`build` fits it); interval-supported sites
+        are modelled as ``bounded`` says."""
+        self.sites = sites.bounded(self.bounded)
         self.x_standardize = Standardize(x_shape)
         embedded_shape = x_shape
         if self.missing == "impute":
@@ -196,9 +203,9 @@ class NeuralPosterior(PyroModule):
     def conditional(self, x: torch.Tensor) -> Distribution:
         r""":math:`q(z \mid x)` over the flat unconstrained latent vector, batched over ``x``'s
         leading dims: the estimator's density, mapped by :attr:`correction` if a sequential
-        method set one."""
-        q = self.estimate(x)
-        return q if self.correction is None else self.correction(q)
+        method set one, and cut to the box of the truncated sites (see ``bounded``)."""
+        q = self.estimate(x) if self.correction is None else self.correction(self.estimate(x))
+        return TruncatedDensity(q, self.sites.inside) if self.sites.truncated else q
 
     def condition(self, x: torch.Tensor) -> Distribution:
         """Deprecated name of :meth:`conditional` (it read like :func:`pyro.condition`)."""
@@ -247,8 +254,7 @@ class NeuralPosterior(PyroModule):
         return self.posterior_z(*args, **kwargs).log_prob(z) - sites.log_abs_det_jacobian(z)
 
     def map(self, *args, num_init: int = 1000, num_steps: int = 200, lr: float = 0.05, **kwargs):
-        r"""Maximum of :math:`q(\theta \mid x)` (in the constrained space): the best of
-        ``num_init`` draws, refined by gradient ascent in the unconstrained space."""
+        r"""Maximum of :math:`q(\theta \mid x)`: the best of ``num_init`` draws, refined by gradient ascent in z."""
         sites = self.require_built()
         x = self.observation(*args, **kwargs)
         if x.dim() > len(self.x_shape):
@@ -278,14 +284,8 @@ class NeuralPosterior(PyroModule):
 
     @classmethod
     def load(
-        cls,
-        path: str | os.PathLike,
-        model: Callable,
-        embedding_net: nn.Module | None = None,
-        estimator: Callable | None = None,
-        map_location=None,
-        model_args: tuple = (),
-        model_kwargs: dict | None = None,
+        cls, path: str | os.PathLike, model: Callable, embedding_net: nn.Module | None = None,
+        estimator: Callable | None = None, map_location=None, model_args: tuple = (), model_kwargs: dict | None = None,
     ) -> NeuralPosterior:
         """Load a guide written by :meth:`save` and attach ``model`` to it. A guide trained with
         a custom ``embedding_net`` or ``estimator`` needs a fresh instance / the callable again.

@@ -6,16 +6,23 @@ by :math:`z_i = T_i^{-1}(\theta_i)` with :math:`T_i = \mathrm{biject\_to}(S_i)`;
 by the change of variables
 
 .. math:: \log q(\theta) = \log q(z) - \sum_i \log \lvert \det \partial T_i(z_i) / \partial z_i \rvert.
+
+A site on an interval :math:`(a, b)` can instead be *truncated*: :math:`z_i = \theta_i` (the
+identity, so :math:`z` lives in the box and a guide's density is cut to it, see
+:mod:`pyro_lfi.guide.truncation`). Where the posterior piles up against a bound, the logit's
+:math:`z` turns that mass into a long exponential tail, which a flow fits poorly; the identity
+keeps it a sharp edge.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from pyro.distributions.util import sum_rightmost
 from torch.distributions import constraints
+from torch.distributions.transforms import identity_transform
 
 from ..errors import SiteError
 from ..seeding import preserved_rng
@@ -23,7 +30,18 @@ from .bijections import bijection
 from .observations import ObservationError, as_observation, read_observation
 from .schema import ModelSchema, SiteSchema, read_schema
 
-__all__ = ["LatentSite", "ModelSites", "ObservationError", "SiteError", "read_observation"]
+__all__ = ["BOUNDED", "LatentSite", "ModelSites", "ObservationError", "SiteError", "is_interval", "read_observation"]
+
+#: How a guide models latent sites on an interval: through the bijection (``"transform"``, the
+#: logit), or as the parameter itself with the density truncated to the interval (``"truncate"``).
+BOUNDED = ("transform", "truncate")
+
+
+def is_interval(support: constraints.Constraint) -> bool:
+    """Whether ``support`` is an interval bounded on both sides (alone or under ``independent``)."""
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    return isinstance(support, constraints._Interval | constraints._HalfOpenInterval)
 
 
 @dataclass(frozen=True)
@@ -34,6 +52,8 @@ class LatentSite:
     shape: torch.Size
     support: constraints.Constraint
     event_dim: int
+    #: modelled as the parameter itself on its interval (``z = theta``), not through its bijection
+    truncated: bool = False
 
     @classmethod
     def of(cls, site: SiteSchema) -> LatentSite:
@@ -59,8 +79,9 @@ class LatentSite:
     @property
     def transform(self):
         """Bijection from the unconstrained space onto the site's support
-        (:func:`pyro_lfi.model.bijections.bijection`: ``biject_to``, and positive definite matrices)."""
-        return bijection(self.support)
+        (:func:`pyro_lfi.model.bijections.bijection`: ``biject_to``, and positive definite
+        matrices); the identity for a :attr:`truncated` site."""
+        return identity_transform if self.truncated else bijection(self.support)
 
     @property
     def unconstrained_shape(self) -> torch.Size:
@@ -88,6 +109,29 @@ class ModelSites:
     @property
     def latent_names(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.latents)
+
+    @property
+    def truncated(self) -> bool:
+        r"""Whether some site is :attr:`LatentSite.truncated` (``z`` then lives in a box, not
+        :math:`\mathbb{R}^D`)."""
+        return any(s.truncated for s in self.latents)
+
+    def bounded(self, how: str) -> ModelSites:
+        """These sites with interval-supported ones modelled ``how`` (see :data:`BOUNDED`)."""
+        if how not in BOUNDED:
+            raise ValueError(f"bounded must be one of {BOUNDED}, got {how!r}")
+        latents = tuple(replace(s, truncated=how == "truncate" and is_interval(s.support)) for s in self.latents)
+        return replace(self, latents=latents)
+
+    def inside(self, z: torch.Tensor) -> torch.Tensor:
+        """Whether each ``z`` ``[*batch, D]`` lies in the supports of the truncated sites
+        (all true where none is), shape ``batch``."""
+        batch = z.shape[:-1]
+        inside = torch.ones(batch, dtype=torch.bool, device=z.device)
+        for site, part in zip(self.latents, z.split([s.size for s in self.latents], dim=-1)):
+            if site.truncated:
+                inside &= site.support.check(part.reshape(batch + site.shape)).reshape(batch + (-1,)).all(-1)
+        return inside
 
     @classmethod
     def from_model(

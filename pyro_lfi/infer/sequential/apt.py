@@ -80,7 +80,8 @@ class APT(SequentialMethod):
       :math:`\tilde p_t(z) \propto p(z)\, r_t(z)` with :math:`r_t = q(z \mid x_o)`, and each
       row's loss uses its own round's :math:`r_t`; exact, also where rows failed.
 
-    :param loss: ``"atomic"``, ``"mixture"`` or ``"auto"`` (mixture for a mixture density guide).
+    :param loss: ``"atomic"``, ``"mixture"`` or ``"auto"`` (mixture for a mixture density guide
+        that is not truncated to the prior's box).
     :param num_atoms: atoms per row of the atomic loss.
     :param max_draws_per_sample: as for :class:`~.method.SequentialMethod`.
     :param restrict: as for :class:`~.method.SequentialMethod` (atomic loss only).
@@ -125,7 +126,9 @@ class APT(SequentialMethod):
     def start(self, guide: NeuralPosterior, prior: Prior, observation: torch.Tensor) -> None:
         super().start(guide, prior, observation)
         with torch.no_grad():
-            self.mixture = self.loss != "atomic" and is_gaussian_mixture(guide.estimate(observation))
+            self.mixture = (
+                self.loss != "atomic" and not guide.sites.truncated and is_gaussian_mixture(guide.estimate(observation))
+            )
         if self.mixture and self.restrict is not None:
             raise ValueError(
                 "restrict needs the atomic APT loss, but this mixture density guide gets the exact "

@@ -111,15 +111,24 @@ class SequentialMethod:
         return False
 
     def check_guide(self, guide: NeuralPosterior) -> None:
-        """Refuse a guide whose estimator this method cannot train, as far as it is known before
+        r"""Refuse a guide whose estimator this method cannot train, as far as it is known before
         the guide is built (``SNPE(...)`` calls this; :meth:`start` again on the built guide): here,
-        an ODE estimator (``"fmpe"``, ``"npse"``) where a mixture density is needed.
+        an ODE estimator (``"fmpe"``, ``"npse"``) where a mixture density is needed, or a guide
+        truncated to the prior's box (whose density is no Gaussian mixture on :math:`\mathbb{R}^D`).
 
-        :raises ValueError: naming the estimators the method takes.
+        :raises ValueError: naming the estimators or options the method takes.
         """
-        if self.needs_mixture_density and density_needs_ode(estimator_of(guide)):
+        if not self.needs_mixture_density:
+            return
+        if density_needs_ode(estimator_of(guide)):
             raise ValueError(
                 f"{self.describe()} needs a mixture density guide: NeuralPosterior(model, estimator='mdn')"
+            )
+        if getattr(guide, "bounded", "transform") == "truncate":
+            raise ValueError(
+                f"{self.describe()} divides and multiplies Gaussian mixtures over all of R^D, which a guide "
+                "built with bounded='truncate' is not: build it with bounded='transform', or use "
+                "method='apt' (atomic loss) or method='tsnpe'"
             )
 
     # -- the four calls -------------------------------------------------------------------------
