@@ -52,10 +52,10 @@ def validity_rows(guide, simulations) -> tuple[torch.Tensor, torch.Tensor]:
 
 def out_of_fold_probabilities(z: torch.Tensor, valid: torch.Tensor, config: TrainingConfig, folds: int) -> torch.Tensor:
     r""":math:`P(\text{valid} \mid z_i)` at every row from a classifier that did not see it:
-    the rows are split into ``folds`` random folds and each fold is predicted by a classifier
+    the rows are split into ``folds`` random folds (from ``config.seed``) and each fold is predicted by a classifier
     fitted to the others (cross-fitting). A classifier's predictions at its own training rows
     are optimistic; these are what it predicts at parameters it has not seen."""
-    generator = torch.Generator().manual_seed(config.seed if config.seed is not None else 0)
+    generator = None if config.seed is None else torch.Generator().manual_seed(config.seed)  # None: global RNG
     fold = torch.empty(len(z), dtype=torch.long)
     fold[torch.randperm(len(z), generator=generator)] = torch.arange(len(z)) % folds
     probabilities = torch.empty(len(z), dtype=z.dtype)
