@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import operator
 
-from ..model.sites import BOUNDED
+from ..model.sites import check_bounded
 
 __all__ = ["MISSING", "check_options", "sample_count"]
 
@@ -17,8 +17,7 @@ def check_options(missing: str, bounded: str) -> None:
     :data:`~pyro_lfi.model.sites.BOUNDED`."""
     if missing not in MISSING:
         raise ValueError(f"missing must be one of {MISSING}, got {missing!r}")
-    if bounded not in BOUNDED:
-        raise ValueError(f"bounded must be one of {BOUNDED}, got {bounded!r}")
+    check_bounded(bounded)
 
 
 def sample_count(num_samples) -> int:

@@ -30,11 +30,20 @@ from .bijections import bijection
 from .observations import ObservationError, as_observation, read_observation
 from .schema import ModelSchema, SiteSchema, read_schema
 
-__all__ = ["BOUNDED", "LatentSite", "ModelSites", "ObservationError", "SiteError", "is_interval", "read_observation"]
+__all__ = [
+    "BOUNDED", "LatentSite", "ModelSites", "ObservationError", "SiteError", "check_bounded", "is_interval",
+    "read_observation",
+]
 
 #: How a guide models latent sites on an interval: through the bijection (``"transform"``, the
 #: logit), or as the parameter itself with the density truncated to the interval (``"truncate"``).
 BOUNDED = ("transform", "truncate")
+
+
+def check_bounded(how: str) -> None:
+    """A :class:`ValueError` unless ``how`` is one of :data:`BOUNDED`."""
+    if how not in BOUNDED:
+        raise ValueError(f"bounded must be one of {BOUNDED}, got {how!r}")
 
 
 def is_interval(support: constraints.Constraint) -> bool:
@@ -118,8 +127,7 @@ class ModelSites:
 
     def bounded(self, how: str) -> ModelSites:
         """These sites with interval-supported ones modelled ``how`` (see :data:`BOUNDED`)."""
-        if how not in BOUNDED:
-            raise ValueError(f"bounded must be one of {BOUNDED}, got {how!r}")
+        check_bounded(how)
         latents = tuple(replace(s, truncated=how == "truncate" and is_interval(s.support)) for s in self.latents)
         return replace(self, latents=latents)
 
