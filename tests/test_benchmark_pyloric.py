@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 from pyro_lfi.benchmark import pyloric as bench
@@ -56,12 +57,21 @@ def test_cli_parses_and_writes_json(tmp_path, capsys):
     assert "## Throughput (20 ms" in capsys.readouterr().out
 
 
-def test_campaign_table_lists_every_round():
-    rows = [{"restricted": True, "round": 0, "proposal": "prior", "num": 10_000, "valid_fraction": 0.0151,
-             "simulate_seconds": 240.0, "train_seconds": 30.0, "propose_seconds": 0.0},
-            {"restricted": True, "round": 1, "proposal": "truncated prior, restricted to P(valid) >= 0.0123",
-             "num": 2_000, "valid_fraction": 0.31, "simulate_seconds": 50.0, "train_seconds": 20.0,
-             "propose_seconds": 1.5}]
+def test_campaign_table_lists_every_round_and_each_arms_totals():
+    common = {"simulate_seconds": 50.0, "train_seconds": 20.0, "propose_seconds": 1.5, "wall_seconds": 400.0}
+    rows = [{**common, "arm": "restricted", "round": 0, "proposal": "prior", "num": 10_000, "valid_fraction": 0.0151,
+             "training_rows": 151, "propose_seconds": 0.0, "predictive_valid": 0.25},
+            {**common, "arm": "restricted", "round": 1, "proposal": "truncated prior, restricted to P(valid) >= 0.0123",
+             "num": 2_000, "valid_fraction": 0.31, "training_rows": 771, "predictive_valid": 0.25},
+            {**common, "arm": "impute", "round": 0, "proposal": "prior", "num": 10_000, "valid_fraction": 0.0151,
+             "training_rows": 4_000, "predictive_valid": 0.5}]
     table = bench.format_campaign(rows)
-    assert "| prior | 0 | 10,000 | 1.5% | 0.0 | 240.0 | 30.0 |" in table
-    assert "| truncated prior, restricted to P(valid) >= 0.0123 | 1 | 2,000 | 31.0% | 1.5 | 50.0 | 20.0 |" in table
+    assert "| restricted | 0 | prior | 10,000 | 1.5% | 151 | 0.0 | 50.0 | 20.0 |" in table
+    assert "| restricted | 1 | truncated prior, restricted to P(valid) >= 0.0123 | 2,000 | 31.0% | 771 | 1.5 |" in table
+    assert "| restricted | 12,000 | 771 (6.4%) | 400 | 25.0% |" in table
+    assert "| impute | 10,000 | 151 (1.5%) | 400 | 50.0% |" in table
+
+
+def test_campaign_refuses_an_unknown_arm():
+    with pytest.raises(ValueError, match="arm must be one of"):
+        bench.measure_campaign(TINY, 10, 2, 10, arm="restrict")
