@@ -99,3 +99,23 @@ def test_later_rounds_start_their_chains_from_the_last_rounds_proposals(monkeypa
     assert torch.equal(calls[1].values["theta"], sims.latents["theta"][sims.round == 1])
     assert calls[1].log_likelihood.shape == (40,) and torch.isfinite(calls[1].log_likelihood).all()
     assert torch.equal(snle.warm_start.values["theta"], sims.latents["theta"][sims.round == 2])
+
+
+def test_later_rounds_stop_after_fewer_epochs_without_improvement():
+    estimator = lfi.NeuralLikelihood(linear_model, "x", estimator="maf")
+    assert lfi.SNLE(linear_model, estimator).later_patience == 10  # they continue from the last round's weights
+    assert lfi.SNLE(linear_model, estimator, stop_after_epochs=7).later_patience == 7
+    assert lfi.SNRE(linear_model, lfi.NeuralRatio(linear_model, "x"), later_patience=3).later_patience == 3
+    with pytest.raises(ValueError, match="later_patience"):
+        lfi.SNLE(linear_model, estimator, later_patience=0)
+    snle = lfi.SNLE(linear_model, estimator, progress=False, seed=0, max_epochs=2, later_patience=4, num_chains=2,
+                    num_candidates=200, sampler_kwargs={"warmup_steps": 10})
+    patience, train = [], snle.training.train
+
+    def recording(simulations, **kwargs):
+        patience.append(kwargs.get("stop_after_epochs", snle.training.config.stop_after_epochs))
+        return train(simulations, **kwargs)
+
+    snle.training.train = recording
+    snle.run(x=torch.tensor([0.8, -0.4, 0.3]), num_rounds=2, simulations_per_round=40, seed=0)
+    assert patience == [snle.training.config.stop_after_epochs, 4]

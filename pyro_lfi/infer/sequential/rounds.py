@@ -45,19 +45,12 @@ from ..loop import TrainingConfig, TrainingHistory, train_loop
 from ..npe import OptimSpec, make_optimizer
 from ..validity import ValidityClassifier
 from .method import RoundLoss, SequentialMethod
+from .patience import SEQUENTIAL_PATIENCE, resolve_later_patience
 from .proposals import Proposal
 from .registry import make_method
 from .restriction import Restriction
 
 __all__ = ["SNPE", "RoundRecord"]
-
-#: Early-stopping patience of the first round, a cold start (sbi's default).
-SEQUENTIAL_PATIENCE = 20
-
-#: Early-stopping patience of the later rounds, which start from the previous round's (averaged)
-#: weights: at 10 rounds x 1,000 simulations it cut APT's wall time on two moons by half and on
-#: SLCP by a fifth, at the same C2ST as 20 (see the README's benchmark).
-LATER_PATIENCE = 10
 
 
 @dataclass
@@ -142,12 +135,9 @@ class SNPE:
             raise TypeError(f"SNPE needs a pyro_lfi.NeuralPosterior guide, got {type(guide).__name__}")
         self.method.check_guide(guide)  # e.g. atomic APT with an ODE estimator: before simulating
         self.config = TrainingConfig(stop_after_epochs=SEQUENTIAL_PATIENCE).updated(config, "SNPE(...)")
-        if later_patience is None:
-            later_patience = self.config.stop_after_epochs if "stop_after_epochs" in config else LATER_PATIENCE
-        if later_patience < 1:
-            raise ValueError(f"later_patience must be at least 1 epoch, got {later_patience}")
         #: the options of the rounds after the first
-        self.later_config = self.config.updated({"stop_after_epochs": later_patience}, "SNPE(...)")
+        self.later_config = self.config.updated({"stop_after_epochs": resolve_later_patience(later_patience, config)},
+                                                "SNPE(...)")
         self._learning_rate_given = "learning_rate" in config  # a custom optim keeps its own otherwise
         self.model, self.guide, self.optim = model, guide, optim
         self.simulations: Simulations | None = None

@@ -38,6 +38,7 @@ from ..npe import OptimSpec
 from ..nre import NRE
 from ..posterior_sampling import sample_posterior
 from ..site_estimation import SiteEstimation
+from .patience import resolve_later_patience
 
 __all__ = ["SNLE", "SNRE", "SiteRoundRecord"]
 
@@ -66,6 +67,8 @@ class SNLE:
     :param num_chains: NUTS chains of each round's proposal (:func:`~pyro_lfi.sample_posterior`).
     :param num_candidates: prior draws the chains' starts are resampled from.
     :param sampler_kwargs: further options of :func:`~pyro_lfi.sample_posterior`.
+    :param later_patience: ``stop_after_epochs`` of the rounds after the first, which continue
+        from the previous round's weights (default 10, or ``stop_after_epochs`` where that is given).
     :param config: :class:`~pyro_lfi.TrainingConfig` options of every round's training.
     """
 
@@ -73,9 +76,11 @@ class SNLE:
 
     def __init__(
         self, model, estimator: NeuralLikelihood | NeuralRatio, optim: OptimSpec = None, *, num_chains: int = 4,
-        num_candidates: int = 10_000, sampler_kwargs: dict | None = None, **config,
+        num_candidates: int = 10_000, sampler_kwargs: dict | None = None, later_patience: int | None = None,
+        **config,
     ):
         self.training = self.training_class(model, estimator, optim=optim, **config)
+        self.later_patience = resolve_later_patience(later_patience, config)
         self.model, self.estimator = model, estimator
         self.sampler_options = {"num_chains": num_chains, "num_candidates": num_candidates, **(sampler_kwargs or {})}
         self.simulations: Simulations | None = None
@@ -133,12 +138,12 @@ class SNLE:
         sims.round[:] = t
         self.simulations = sims if self.simulations is None else self.simulations + sims
         simulated = time.perf_counter()
-        history = self.training.train(self.simulations, model_args=args, model_kwargs=kwargs)
+        later = {"stop_after_epochs": self.later_patience} if t > 0 else {}
+        history = self.training.train(self.simulations, model_args=args, model_kwargs=kwargs, **later)
         self.rounds.append(SiteRoundRecord(
             t, n, n - sims.num_valid, history.best_validation_loss, history.epochs, proposed - start,
             simulated - proposed, history.seconds,
         ))
-
 
     def _propose(self, n: int, seed: int, args: tuple, kwargs: dict) -> dict[str, torch.Tensor]:
         """``n`` draws of the surrogate posterior, started from the last round's (see the module
