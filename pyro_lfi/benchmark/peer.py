@@ -17,7 +17,7 @@ from torch import Tensor
 from pyro_lfi.benchmark.tasks import Task
 from pyro_lfi.seeding import seeded
 
-__all__ = ["run_sbi_npe", "run_sbi_sequential"]
+__all__ = ["run_sbi_npe", "run_sbi_sequential", "train_sbi_npe"]
 
 NUM_POSTERIOR_SAMPLES = 10_000
 
@@ -62,28 +62,14 @@ def _sbi_npse(prior) -> Any:
 ODE_PEERS = {"fmpe": _sbi_fmpe, "npse": _sbi_npse}
 
 
-def run_sbi_npe(
-    task: Task,
-    num_simulations: int,
-    seed: int,
-    estimator: str = "nsf",
-    *,
-    x_o: Tensor | None = None,
-    num_samples: int = NUM_POSTERIOR_SAMPLES,
-) -> dict[str, Any]:
-    """Single-round NPE with ``sbi``: simulate from the prior, train, sample at ``x_o``.
+def train_sbi_npe(task: Task, num_simulations: int, seed: int, estimator: str = "nsf") -> tuple[Any, float]:
+    """Single-round NPE with ``sbi``: simulate ``num_simulations`` from the prior and train.
 
-    :param task: benchmark task (prior and simulator are used as they are).
-    :param num_simulations: simulation budget.
-    :param seed: seed of the simulations, the network initialization and training.
     :param estimator: ``sbi`` density estimator name (``"nsf"``, ``"maf"``, ``"mdn"``), or
         ``"fmpe"``/``"npse"`` for sbi's ``FMPE``/``NPSE`` (:data:`ODE_PEERS`).
-    :param x_o: observation; defaults to ``task.observation(1)``.
-    :returns: ``samples[10000, dim_theta]``, ``train_seconds`` (``append_simulations``
-        and ``train``) and ``sample_seconds`` (``posterior.sample``).
+    :returns: sbi's posterior and the seconds of ``append_simulations`` and ``train``.
     """
     npe_class = _sbi_npe_class()
-    x_o = _x_o(task, x_o)
     with seeded(seed):
         theta = task.prior.sample((num_simulations,))
         x = task.simulator(theta)
@@ -96,9 +82,28 @@ def run_sbi_npe(
         start = time.perf_counter()
         density_estimator = inference.append_simulations(theta, x).train()
         train_seconds = time.perf_counter() - start
-        posterior = inference.build_posterior(density_estimator)
+        return inference.build_posterior(density_estimator), train_seconds
+
+
+def run_sbi_npe(
+    task: Task,
+    num_simulations: int,
+    seed: int,
+    estimator: str = "nsf",
+    *,
+    x_o: Tensor | None = None,
+    num_samples: int = NUM_POSTERIOR_SAMPLES,
+) -> dict[str, Any]:
+    """Single-round NPE with ``sbi`` (:func:`train_sbi_npe`), sampled at ``x_o`` (default
+    ``task.observation(1)``).
+
+    :returns: ``samples[num_samples, dim_theta]``, ``train_seconds`` (``append_simulations``
+        and ``train``) and ``sample_seconds`` (``posterior.sample``).
+    """
+    posterior, train_seconds = train_sbi_npe(task, num_simulations, seed, estimator)
+    with seeded(seed):
         start = time.perf_counter()
-        samples = posterior.sample((num_samples,), x=x_o, show_progress_bars=False)
+        samples = posterior.sample((num_samples,), x=_x_o(task, x_o), show_progress_bars=False)
         sample_seconds = time.perf_counter() - start
     return {"samples": samples.detach(), "train_seconds": train_seconds, "sample_seconds": sample_seconds}
 

@@ -14,7 +14,8 @@ from ..diagnostics import c2st
 from .likelihoods import LIKELIHOOD_LABELS, SBI_LABELS, run_likelihood_task
 from .tasks import Task
 
-__all__ = ["Result", "format_table", "run_pyro_lfi", "run_pyro_lfi_sequential", "run_sequential_task", "run_task"]
+__all__ = ["Result", "format_table", "run_pyro_lfi", "run_pyro_lfi_sequential", "run_sequential_task", "run_task",
+           "time_sampling", "train_pyro_lfi"]
 
 NUM_DRAWS = 10_000
 
@@ -51,24 +52,26 @@ def time_sampling(sample, repeats: int = 3) -> tuple[torch.Tensor, float]:
     return draws, best
 
 
+def train_pyro_lfi(task: Task, num_simulations: int, seed: int, estimator: str = "nsf",
+                   **guide_options) -> tuple[lfi.NeuralPosterior, dict]:
+    """Simulate ``num_simulations`` from the prior and train a guide with pyro_lfi's NPE
+    (``guide_options`` such as ``ensemble=5`` go to the guide); the guide and the times."""
+    start = time.perf_counter()
+    sims = lfi.simulate(task.model, num_simulations, seed=seed, progress=False)
+    simulate_seconds = time.perf_counter() - start
+    guide = lfi.NeuralPosterior(task.model, estimator=estimator, **guide_options)
+    history = lfi.NPE(task.model, guide, progress=False, seed=seed).train(sims)
+    return guide, {"train_seconds": history.seconds, "simulate_seconds": simulate_seconds, "epochs": history.epochs}
+
+
 def run_pyro_lfi(
     task: Task, num_simulations: int, seed: int, estimator: str = "nsf", num_draws: int = NUM_DRAWS
 ) -> dict:
     """Simulate, train and sample with pyro_lfi at one budget."""
-    start = time.perf_counter()
-    sims = lfi.simulate(task.model, num_simulations, seed=seed, progress=False)
-    simulate_seconds = time.perf_counter() - start
-    guide = lfi.NeuralPosterior(task.model, estimator=estimator)
-    history = lfi.NPE(task.model, guide, progress=False, seed=seed).train(sims)
+    guide, run = train_pyro_lfi(task, num_simulations, seed, estimator)
     x_o = task.observation(1)
     draws, sample_seconds = time_sampling(lambda: guide.sample(num_draws, x=x_o)["theta"])
-    return {
-        "samples": draws,
-        "train_seconds": history.seconds,
-        "sample_seconds": sample_seconds,
-        "simulate_seconds": simulate_seconds,
-        "epochs": history.epochs,
-    }
+    return {"samples": draws, "sample_seconds": sample_seconds, **run}
 
 
 def run_pyro_lfi_sequential(
