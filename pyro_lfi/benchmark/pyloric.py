@@ -18,11 +18,12 @@ vs eager (same NaN pattern, finite features within ``--rtol``/``--atol``), the v
 (workers warmed up first; skipped when dask.distributed is not installed).
 
 With ``--campaign-rounds R`` (R >= 2), also a sequential campaign at the features of
-:data:`~pyro_lfi.models.pyloric.BURSTING_CIRCUIT` (:mod:`.pyloric_campaign`): TSNPE with a first
-round of ``--campaign-first`` prior simulations and R - 1 rounds of ``--campaign-simulations``, in
-each of ``--campaign-arms`` (the proposal restricted to where a classifier predicts a valid
-rhythm or not; the guide trained on partly valid rows or not), reporting the valid fraction,
-training rows and times of every round and each arm's posterior-predictive valid fraction.
+:data:`~pyro_lfi.models.pyloric.BURSTING_CIRCUIT` (:mod:`.pyloric_campaign`): TSNPE or APT with a
+first round of ``--campaign-first`` prior simulations and R - 1 rounds of
+``--campaign-simulations``, in each of ``--campaign-arms`` (the method; the proposal restricted to
+where a classifier predicts a valid rhythm or not; the guide trained on partly valid rows or not),
+reporting the valid fraction, training rows and times of every round and each arm's
+posterior-predictive valid fraction.
 
 The default protocol (2 s, 0.5 s burn-in) keeps the run to a few minutes on a laptop core; the
 published one is 11 s with 1 s burn-in (``--duration-ms 11000 --burn-in-ms 1000``). Rates scale

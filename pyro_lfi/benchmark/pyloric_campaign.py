@@ -1,17 +1,18 @@
 """A sequential campaign on the pyloric network, where almost every prior simulation fails.
 
-TSNPE at the features of :data:`~pyro_lfi.models.pyloric.BURSTING_CIRCUIT`, in one of four
-*arms* that differ only in how they treat invalid simulations (a rhythm without bursts in some
-neuron, so some of the 18 features are NaN):
+Sequential NPE at the features of :data:`~pyro_lfi.models.pyloric.BURSTING_CIRCUIT`, in one of
+several *arms* that differ in the method and in how they treat invalid simulations (a rhythm
+without bursts in some neuron, so some of the 18 features are NaN):
 
-- ``"prior"``: proposals truncated to the posterior's highest-density region only; the guide is
-  trained on the fully valid rows;
-- ``"restricted"``: the proposal also cut to where a classifier predicts a valid rhythm
-  (:class:`~pyro_lfi.Restriction`, Deistler et al. 2022);
-- ``"impute"``: the guide also trained on rows with some features defined
+- ``"tsnpe"``: proposals from the prior truncated to the posterior's highest-density region
+  (Deistler et al. 2022); the guide is trained on the fully valid rows;
+- ``"apt"``: proposals from the posterior estimate at the observation itself (atomic APT,
+  Greenberg et al. 2019);
+- ``-restricted``: the proposal also cut to where a classifier predicts a valid rhythm
+  (:class:`~pyro_lfi.Restriction`);
+- ``-impute``: the guide also trained on rows with some features defined
   (``NeuralPosterior(missing="impute")``), so the posterior at a valid rhythm learns from every
-  partial one;
-- ``"restricted-impute"``: both.
+  partial one.
 
 Reported per round: the valid fraction (all 18 features finite), the guide's training rows and
 the times; per arm, how many posterior-predictive draws at the observation give a valid rhythm.
@@ -30,10 +31,10 @@ from pyro_lfi.models import pyloric as pl
 
 __all__ = ["ARMS", "format_campaign", "measure_campaign"]
 
-ARMS = ("prior", "restricted", "impute", "restricted-impute")
+ARMS = ("tsnpe", "tsnpe-restricted", "tsnpe-impute", "tsnpe-restricted-impute", "apt", "apt-restricted")
 
 
-def measure_campaign(protocol: pl.Protocol, first: int, rounds: int, per_round: int, arm: str = "restricted",
+def measure_campaign(protocol: pl.Protocol, first: int, rounds: int, per_round: int, arm: str = "tsnpe-restricted",
                      false_negatives: float = 0.05, backend: str = "auto", seed: int = 4, max_epochs: int = 200,
                      num_predictive: int = 1_000) -> list[dict]:
     """Run one arm of the campaign (a first round of ``first`` prior simulations, then
@@ -45,9 +46,10 @@ def measure_campaign(protocol: pl.Protocol, first: int, rounds: int, per_round: 
     simulator = functools.partial(pl.pyloric_simulator, protocol=protocol, backend=backend)
     torch.manual_seed(seed)
     x_o = simulator(torch.tensor([pl.BURSTING_CIRCUIT]))[0]
-    restriction = lfi.Restriction(false_negatives=false_negatives) if arm.startswith("restricted") else None
-    guide = lfi.NeuralPosterior(model, observed="x", missing="impute" if arm.endswith("impute") else "drop")
-    snpe = lfi.SNPE(model, guide, method="tsnpe", restrict=restriction, progress=False, max_epochs=max_epochs,
+    method, *options = arm.split("-")
+    restriction = lfi.Restriction(false_negatives=false_negatives) if "restricted" in options else None
+    guide = lfi.NeuralPosterior(model, observed="x", missing="impute" if "impute" in options else "drop")
+    snpe = lfi.SNPE(model, guide, method=method, restrict=restriction, progress=False, max_epochs=max_epochs,
                     seed=seed)
     start = time.perf_counter()
     with warnings.catch_warnings():  # round 0 warns that few rows are valid: that is the point
