@@ -35,7 +35,8 @@ def test_table_shows_the_published_best_the_time_against_sbi_and_the_winner():
     cells = [cell(c2st=(0.52, 0.54), train=10.0), cell(method="npse", c2st=(0.56,)), cell(library="sbi", train=40.0),
              cell(task="slcp", method="npse", c2st=(0.7,)), cell(task="slcp", c2st=(0.8,))]
     table = grid.format_grid(cells)
-    assert "| two_moons | 10,000 | 0.513 | pyro_lfi | nsf | 0.530 | 2 | 10.0 | 0.25 | 0.050 | 2026-12-01, 2 threads |" in table
+    row = "| two_moons | 10,000 | 0.513 | pyro_lfi | nsf | 0.530 | 2 | 10.0 | 0.25 | 0.050 | 2026-12-01, 2 threads |"
+    assert row in table
     assert "| two_moons | 10,000 | 0.513 | sbi | nsf | 0.550 | 1 | 10.0 |  |" not in table  # sbi has no ratio
     assert grid.default_estimator(cells) == {"nsf": 1, "npse": 1}
     assert grid.default_estimator(cells[:2]) == {"nsf": 1}
