@@ -9,7 +9,7 @@ import torch
 
 import pyro_lfi as lfi
 from pyro_lfi.infer import npe as npe_module
-from pyro_lfi.infer.loop import MovingAverage, train_loop
+from pyro_lfi.infer.loop import MovingAverage, batch_slices, train_loop
 from pyro_lfi.infer.sequential import method as method_module
 from pyro_lfi.nn.splines import RationalQuadraticSpline
 
@@ -232,6 +232,17 @@ def test_ctrl_c_in_an_snpe_round_is_recorded_in_the_round(monkeypatch):
     assert record.interrupted and record.epochs == 2 and record.num_training_rows == 200
     assert snpe.history[0].interrupted and not guide.training
     assert len(snpe.simulations) == 200  # nothing simulated is lost
+
+
+def test_no_batch_is_a_lone_row_so_contrastive_losses_train_on_any_row_count():
+    assert [(r.start, r.stop) for r in batch_slices(17, 8)] == [(0, 8), (8, 17)]  # 1 left: joins the last
+    assert [(r.start, r.stop) for r in batch_slices(20, 8)] == [(0, 8), (8, 16), (16, 20)]  # half a batch: its own
+    assert batch_slices(1, 8) == [slice(0, 1)] and batch_slices(0, 8) == []
+    # APT's atomic loss needs two rows a batch: 107 + 107 rows leave 193 for training, 3 x 64 + 1
+    guide = lfi.NeuralPosterior(linear_model)
+    snpe = lfi.SNPE(linear_model, guide, method="apt", progress=False, seed=0, batch_size=64, max_epochs=2)
+    snpe.run(x=torch.zeros(3), num_rounds=2, simulations_per_round=107, seed=0)
+    assert snpe.rounds[-1].num_training_rows == 214 and snpe.rounds[-1].epochs == 2
 
 
 # -- options --------------------------------------------------------------------------------------

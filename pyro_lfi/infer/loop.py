@@ -124,8 +124,8 @@ class _Trainer:
         """One pass over ``data`` (shuffled) in mini-batches; the mean loss of the steps taken."""
         self.module.train()
         total, count = 0.0, 0
-        for start in range(0, len(data[0]), batch_size):
-            batch = [d[start : start + batch_size] for d in data]
+        for rows in batch_slices(len(data[0]), batch_size):
+            batch = [d[rows] for d in data]
             batch_loss = self.loss(*batch)
             value = batch_loss.item()
             if not math.isfinite(value):
@@ -283,5 +283,15 @@ def _evaluate(module: nn.Module, loss: Callable, data: Sequence[torch.Tensor], c
     module.eval()
     n = len(data[0])
     with seeded(VALIDATION_SEED):
-        total = sum(loss(*(d[i : i + chunk] for d in data)).item() * min(chunk, n - i) for i in range(0, n, chunk))
+        total = sum(loss(*(d[rows] for d in data)).item() * (rows.stop - rows.start) for rows in batch_slices(n, chunk))
     return total / n
+
+
+def batch_slices(n: int, size: int) -> list[slice]:
+    """Consecutive slices of ``n`` rows, ``size`` each; a remainder of less than half a batch
+    joins the last full one, so no batch is a lone row (contrastive losses such as APT's atoms
+    and NRE's need other rows of the same batch)."""
+    starts = list(range(0, n, size))
+    if len(starts) > 1 and n - starts[-1] < size / 2:
+        starts.pop()
+    return [slice(start, end) for start, end in zip(starts, [*starts[1:], n])]
