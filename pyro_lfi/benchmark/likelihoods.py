@@ -6,6 +6,7 @@ the same budget. Posterior draws come from MCMC on the learned likelihood: pyro_
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -112,10 +113,11 @@ def run_likelihood_task(
     """Every method of ``methods`` (and sbi's counterpart where ``with_sbi``) on ``task``, by label."""
     runs = {}
     for method in methods:
-        runs[LIKELIHOOD_LABELS[method]] = run_pyro_lfi_likelihood(
-            task, method, num_rounds, simulations_per_round, seed, num_draws
-        )
-        if with_sbi:
-            runs[SBI_LABELS[method]] = run_sbi_likelihood(task, method, num_rounds, simulations_per_round, seed,
-                                                          num_draws)
+        jobs = [(LIKELIHOOD_LABELS[method], run_pyro_lfi_likelihood)]
+        jobs += [(SBI_LABELS[method], run_sbi_likelihood)] if with_sbi else []
+        for label, run in jobs:
+            runs[label] = run(task, method, num_rounds, simulations_per_round, seed, num_draws)
+            # a run can take the better part of an hour: say when each ends
+            print(f"{task.name} {label}: wall {runs[label]['wall_seconds']:.1f} s, "
+                  f"sample {runs[label]['sample_seconds']:.1f} s", file=sys.stderr, flush=True)
     return runs
