@@ -26,8 +26,10 @@ def trials_model(x=None, trials=1):
 
 
 def trained(model) -> lfi.NeuralLikelihood:
+    """A MAF likelihood on 6,000 simulations: scored over 10 iid trials its error counts tenfold,
+    and on 3,000 the plate test's C2ST ranged from 0.49 to 0.57 over seeds and CPUs."""
     likelihood = lfi.NeuralLikelihood(model, "x", estimator="maf")
-    lfi.NLE(model, likelihood, progress=False, seed=0).train(lfi.simulate(model, 3000, seed=0, progress=False))
+    lfi.NLE(model, likelihood, progress=False, seed=0).train(lfi.simulate(model, 6000, seed=0, progress=False))
     return likelihood
 
 

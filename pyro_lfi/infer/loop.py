@@ -288,10 +288,10 @@ def _evaluate(module: nn.Module, loss: Callable, data: Sequence[torch.Tensor], c
 
 
 def batch_slices(n: int, size: int) -> list[slice]:
-    """Consecutive slices of ``n`` rows, ``size`` each; a remainder of less than half a batch
-    joins the last full one, so no batch is a lone row (contrastive losses such as APT's atoms
-    and NRE's need other rows of the same batch)."""
+    """Consecutive slices of ``n`` rows, ``size`` each; a single remaining row joins the last
+    full batch, so no batch is a lone row (contrastive losses such as APT's atoms and NRE's need
+    other rows of the same batch)."""
     starts = list(range(0, n, size))
-    if len(starts) > 1 and n - starts[-1] < size / 2:
+    if len(starts) > 1 and n - starts[-1] == 1:
         starts.pop()
     return [slice(start, end) for start, end in zip(starts, [*starts[1:], n])]
