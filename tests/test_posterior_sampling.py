@@ -1,6 +1,7 @@
 """sample_posterior: NUTS chains started by importance resampling of prior draws, so that every
 mode of a multi-modal posterior gets its share (against exact posteriors)."""
 
+import math
 import warnings
 
 import pyro
@@ -146,6 +147,9 @@ def test_ess_sums_each_chains_own_effective_sample_size():
     # chains far apart (two modes) do not lower the within-chain ESS
     apart = torch.randn(4, 500) + torch.tensor([-10.0, -10.0, 10.0, 10.0])[:, None]
     assert float(lfi.PosteriorSamples({"a": apart}, sampling_time=1.0).ess()["a"]) > 1600
+    # 20 short chains of 20 independent draws: positive, at most ArviZ's cap of n log10(n) each
+    short = lfi.PosteriorSamples({"a": torch.randn(20, 20, 3)}, sampling_time=1.0).ess()["a"]
+    assert short.shape == (3,) and (short > 100).all() and (short < 20 * 20 * math.log10(20)).all()
 
 
 def test_resampling_splits_the_chains_by_mass_along_the_space_filling_order():

@@ -20,10 +20,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import arviz as az
 import torch
+import xarray as xr
 from pyro.infer import MCMC, NUTS
 from pyro.infer.autoguide import init_to_value
-from pyro.ops.stats import effective_sample_size
 
 from ..model.schema import ModelSchema
 
@@ -71,21 +72,27 @@ class PosteriorSamples:
 
     def ess(self) -> dict[str, torch.Tensor]:
         r"""Effective sample size of each element of each site, ``[*site_shape]``: the sum over
-        chains of each chain's own ESS (:func:`pyro.ops.stats.effective_sample_size`).
+        chains of each chain's own ESS (ArviZ's bulk ESS of that chain alone).
 
         Chains started in different modes stay there by design, so the between-chain ESS of
         ArviZ or Pyro (which treats their disagreement as non-convergence) would count the
         modes' separation against the sampler; within-chain ESS measures the mixing inside each.
+        (Not :func:`pyro.ops.stats.effective_sample_size` per chain: on a short chain its
+        autocorrelation sum can come out negative, and so can the ESS.)
         """
-        return {
-            name: sum(effective_sample_size(chain.unsqueeze(0).double(), 0, 1) for chain in value).to(value.dtype)
-            for name, value in self.chains.items()
-        }
+        return {name: sum(_chain_ess(chain) for chain in value).to(value.dtype) for name, value in self.chains.items()}
 
     def ess_per_second(self) -> float:
         """The smallest :meth:`ess` of any element of any site, per second of :attr:`sampling_time`."""
         smallest = min(float(value.min()) for value in self.ess().values())
         return smallest / self.sampling_time
+
+
+def _chain_ess(chain: torch.Tensor) -> torch.Tensor:
+    """ArviZ's bulk ESS of one chain ``[draws, *shape]``, element by element: ``[*shape]``."""
+    flat = chain.detach().double().reshape(len(chain), -1).T[:, None, :].numpy()  # element, chain, draw
+    ess = az.ess(xr.Dataset({"value": (("element", "chain", "draw"), flat)}))["value"].values
+    return torch.as_tensor(ess).reshape(chain.shape[1:])
 
 
 def run_chains(
