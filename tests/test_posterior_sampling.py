@@ -135,6 +135,7 @@ def test_chains_export_ess_and_reproducibility():
     assert first.ess_per_second() == pytest.approx(float(ess.min()) / first.sampling_time)
 
 
+@pytest.mark.arviz  # computed by ArviZ, 0.x or 1.x
 def test_ess_sums_each_chains_own_effective_sample_size():
     torch.manual_seed(0)
     independent = lfi.PosteriorSamples({"a": torch.randn(4, 500)}, sampling_time=2.0)

@@ -184,8 +184,8 @@ def run_likelihood_benchmark(
 
 def format_table(results: list[Result]) -> str:
     """A Markdown table; times of pyro_lfi as a ratio to sbi's where both ran (training time
-    for amortized runs, the whole loop's wall time for sequential ones). Sequential runs also
-    give the time spent proposing and simulating."""
+    for amortized posteriors; the whole wall time, training and MCMC, for sequential runs and
+    learned likelihoods). Sequential runs also give the time spent proposing and simulating."""
     peer = {(r.task, r.rounds, r.method): r for r in results if r.method.startswith("sbi")}
     lines = [
         "| task | method | rounds x simulations | C2ST | propose s | simulate s | train s | wall s | sample s "
@@ -194,14 +194,15 @@ def format_table(results: list[Result]) -> str:
     ]
     for r in results:
         ratio, other = "", peer.get((r.task, r.rounds, PEERS.get(r.method)))
+        whole_loop = r.rounds > 1 or r.ess_per_second is not None  # timed by its wall time
         if other is not None and not r.method.startswith("sbi"):
-            field = "wall_seconds" if r.rounds > 1 else "train_seconds"
+            field = "wall_seconds" if whole_loop else "train_seconds"
             ratio = f"{getattr(r, field) / getattr(other, field):.2f}"
-        propose, simulate, wall = (
-            f"{s:.1f}" if s is not None and r.rounds > 1 else ""
-            for s in (r.propose_seconds, r.simulate_seconds, r.wall_seconds)
+        propose, simulate = (
+            f"{s:.1f}" if s is not None and r.rounds > 1 else "" for s in (r.propose_seconds, r.simulate_seconds)
         )
-        ess = f"{r.ess_per_second:.0f}" if r.ess_per_second is not None else ""
+        wall = f"{r.wall_seconds:.1f}" if r.wall_seconds is not None and whole_loop else ""
+        ess = f"{r.ess_per_second:.3g}" if r.ess_per_second is not None else ""
         lines.append(
             f"| {r.task} | {r.method} | {r.rounds} x {r.num_simulations // r.rounds} | {r.c2st:.3f} "
             f"| {propose} | {simulate} | {r.train_seconds:.1f} | {wall} | {r.sample_seconds:.3f} | {ess} | {ratio} |"

@@ -74,7 +74,12 @@ def sample_posterior(
         the model under a plate, each leapfrog step one batched evaluation for all of them
         (:func:`~pyro_lfi.infer.chains.run_vectorized_chains`; a model that does not vectorize
         falls back to the next, with a warning); ``"sequential"``: one NUTS run per chain, each
-        with its own step size and trajectory lengths.
+        with its own step size and trajectory lengths. Vectorized chains share one trajectory,
+        whose joint U-turn comes later than each chain's own (SLCP's learned likelihood: 105
+        density evaluations per iteration for 8 chains, against 24 for one chain alone), so for a
+        low-dimensional posterior more chains with a capped tree depth pay off: 20 chains with
+        ``kernel_kwargs={"max_tree_depth": 5}`` gave 4.2 times the effective samples per second
+        of 8 chains at the default depth of 10, at the same accuracy.
     :param warm_start: draws of an earlier approximation of this posterior (a
         :class:`~pyro_lfi.infer.candidates.WarmStart`, e.g. the previous round's in sequential
         likelihood estimation), resampled for the starts in place of ``num_candidates`` prior draws.
