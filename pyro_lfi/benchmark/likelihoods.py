@@ -103,8 +103,9 @@ def run_sbi_likelihood(
         sample_seconds = time.perf_counter() - sample_start
         wall_seconds = time.perf_counter() - start
     # sbi returns its slice chains' draws chain after chain: the ESS as pyro_lfi's, per chain
-    num_chains = getattr(proposal, "num_chains", 1) if num_draws % getattr(proposal, "num_chains", 1) == 0 else 1
-    chains = lfi.PosteriorSamples({"theta": samples.reshape(num_chains, -1, samples.shape[-1])}, sample_seconds)
+    num_chains = getattr(proposal, "num_chains", 1)
+    by_chain = samples.reshape(num_chains, -1, samples.shape[-1]) if num_draws % num_chains == 0 else samples[None]
+    chains = lfi.PosteriorSamples({"theta": by_chain}, sample_seconds)
     return {
         "samples": samples,
         "train_seconds": train_seconds,

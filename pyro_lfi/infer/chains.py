@@ -80,7 +80,7 @@ class PosteriorSamples:
         (Not :func:`pyro.ops.stats.effective_sample_size` per chain: on a short chain its
         autocorrelation sum can come out negative, and so can the ESS.)
         """
-        return {name: sum(_chain_ess(chain) for chain in value).to(value.dtype) for name, value in self.chains.items()}
+        return {name: _within_chain_ess(value).to(value.dtype) for name, value in self.chains.items()}
 
     def ess_per_second(self) -> float:
         """The smallest :meth:`ess` of any element of any site, per second of :attr:`sampling_time`."""
@@ -88,11 +88,12 @@ class PosteriorSamples:
         return smallest / self.sampling_time
 
 
-def _chain_ess(chain: torch.Tensor) -> torch.Tensor:
-    """ArviZ's bulk ESS of one chain ``[draws, *shape]``, element by element: ``[*shape]``."""
-    flat = chain.detach().double().reshape(len(chain), -1).T[:, None, :].numpy()  # element, chain, draw
-    ess = az.ess(xr.Dataset({"value": (("element", "chain", "draw"), flat)}))["value"].values
-    return torch.as_tensor(ess).reshape(chain.shape[1:])
+def _within_chain_ess(chains: torch.Tensor) -> torch.Tensor:
+    """ArviZ's bulk ESS of each chain of ``[num_chains, draws, *shape]`` alone, summed over the
+    chains: ``[*shape]``. One ArviZ call: each chain is a run of one chain, ``"run"`` a batch dim."""
+    runs = chains.detach().double().reshape(*chains.shape[:2], -1).transpose(1, 2)[:, :, None, :]
+    data = xr.Dataset({"value": (("run", "element", "chain", "draw"), runs.numpy())})
+    return torch.as_tensor(az.ess(data)["value"].values).sum(0).reshape(chains.shape[2:])
 
 
 def run_chains(
