@@ -51,8 +51,9 @@ NPE_SIMULATIONS = 500 if FAST else 10_000  # each of 1 to 10 trials
 NLE_SIMULATIONS = 1_000 if FAST else 20_000  # single trials
 MAX_EPOCHS = 10 if FAST else 300
 CHAINS = 2 if FAST else 4
-NUTS_SAMPLES = 40 if FAST else 800  # all chains together
-TREE_DEPTH = 4 if FAST else 6  # NUTS's max_tree_depth: at most 2^depth - 1 network evaluations per draw
+NUTS_SAMPLES = 20 if FAST else 800  # all chains together
+WARMUP = 10 if FAST else 200  # warmup steps of each chain
+TREE_DEPTH = 3 if FAST else 6  # NUTS's max_tree_depth: at most 2^depth - 1 network evaluations per draw
 SBC_SIMULATIONS = 30 if FAST else 300
 CLASSIFIER = "fast" if FAST else "mlp"
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
@@ -125,7 +126,7 @@ nle = {}
 for n in TRIAL_COUNTS:
     trials_model = lfi.surrogate(functools.partial(iaf.integrate_and_fire_model, num_trials=n), likelihood)
     chains = lfi.posterior_chains(trials_model, NUTS_SAMPLES, x=x_o[:n], num_chains=CHAINS, seed=0,
-                                  kernel_kwargs={"max_tree_depth": TREE_DEPTH})
+                                  warmup_steps=WARMUP, kernel_kwargs={"max_tree_depth": TREE_DEPTH})
     ess = min(float(value.sum()) for value in chains.ess().values())
     nle[n] = lfi.from_mcmc(chains)
     sds = ", ".join(f"{k} {float(nle[n].posterior[k].std()):.2f}" for k in truth)

@@ -45,8 +45,8 @@ NLE_SIMULATIONS = 1_000 if FAST else 20_000  # single trials
 NPE_SIMULATIONS = 300 if FAST else 10_000  # of 10 trials each
 MAX_EPOCHS = 10 if FAST else 300
 DRAWS = 20 if FAST else 800  # NUTS draws on the hierarchy, 4 chains together
-WARMUP = 20 if FAST else 300  # warmup steps of each chain
-TREE_DEPTH = 4 if FAST else 7
+WARMUP = 10 if FAST else 300  # warmup steps of each chain
+TREE_DEPTH = 3 if FAST else 7
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
 
 # %% [markdown]

@@ -26,6 +26,7 @@ from pyro_lfi.benchmark.tasks import get_task
 
 FAST = os.environ.get("PYRO_LFI_FAST") == "1"
 NUM_SIMULATIONS = 2_000 if FAST else 10_000
+MAX_EPOCHS = 20 if FAST else 1_000  # 1,000: the default cap; early stopping ends the full run well before it
 OUT = os.environ.get("PYRO_LFI_OUT", ".")
 
 
@@ -55,7 +56,7 @@ def model(x=None):
 sims = lfi.simulate(model, NUM_SIMULATIONS, seed=0)
 print(sims)
 guide = lfi.NeuralPosterior(model, observed="x", estimator="nsf")
-npe = lfi.NPE(model, guide, seed=0)
+npe = lfi.NPE(model, guide, seed=0, max_epochs=MAX_EPOCHS)
 history = npe.train(sims)
 print(f"trained {history.epochs} epochs in {history.seconds:.1f} s "
       f"(best validation loss {history.best_validation_loss:.3f} at epoch {history.best_epoch})")

@@ -43,13 +43,13 @@ FAST = os.environ.get("PYRO_LFI_FAST") == "1"
 OUT = os.environ.get("PYRO_LFI_OUT", ".")
 LENGTHS = {"short": 400, "long": 4000}  # frames of white noise
 ROUNDS = 2 if FAST else 3  # TSNPE's rounds before the last, and their simulations each
-SIMULATIONS_PER_ROUND = 500 if FAST else 2_500
-LAST_ROUND = 500 if FAST else 10_000  # the last round's simulations
-MAX_EPOCHS = 10 if FAST else 300
-NUTS_SAMPLES = 60 if FAST else 1_000
+SIMULATIONS_PER_ROUND = 300 if FAST else 2_500
+LAST_ROUND = 300 if FAST else 10_000  # the last round's simulations
+MAX_EPOCHS = 5 if FAST else 300
+NUTS_SAMPLES = 20 if FAST else 1_000
 NLE_SAMPLES = 20 if FAST else 400  # NUTS draws on the learned likelihood, 4 chains together
-NLE_WARMUP = 20 if FAST else 100  # warmup steps of each chain
-TREE_DEPTH = 4 if FAST else 6  # NUTS's max_tree_depth on the learned likelihood (at most 63 evaluations a draw)
+NLE_WARMUP = 10 if FAST else 100  # warmup steps of each chain
+TREE_DEPTH = 3 if FAST else 6  # NUTS's max_tree_depth on the learned likelihood (at most 63 evaluations a draw)
 CLASSIFIER = "fast" if FAST else "mlp"
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
 
