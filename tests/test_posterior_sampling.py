@@ -112,6 +112,11 @@ def test_a_learned_likelihood_surrogate_samples_near_the_analytic_posterior():
     with seeded(2):
         reference = linear_posterior(x_o).sample((400,))
     assert c2st(draws["theta"], reference, seed=0) <= 0.6  # 1000 simulations, 400 draws a side
+    # traced by the JIT: the network's parameters leave autograd for the run and come back after
+    traced = lfi.sample_posterior(surrogate, 400, x=x_o, num_chains=2, warmup_steps=100, seed=0,
+                                  kernel_kwargs={"jit_compile": True})
+    assert c2st(traced["theta"], reference, seed=0) <= 0.6
+    assert all(parameter.requires_grad for parameter in likelihood.parameters())
 
 
 def test_chains_export_ess_and_reproducibility():

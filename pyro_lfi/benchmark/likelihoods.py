@@ -25,7 +25,8 @@ SBI_LABELS = {"nle": "sbi NLE", "nre": "sbi NRE-C", "snle": "sbi SNLE", "snre": 
 #: with trees of at most 31 leapfrog steps. On SLCP's NLE (1,000 draws, 2026-12-02) they gave
 #: 2.3 effective samples per second against 0.55 with the defaults (8 chains, depth up to 10):
 #: vectorized chains share one trajectory, whose joint U-turn comes ~4x later than each chain's own.
-SAMPLER = {"num_chains": 20, "warmup_steps": 200, "kernel_kwargs": {"max_tree_depth": 5}}
+#: The potential is traced by the JIT: 68 s for those 1,000 draws against 80-86 s untraced.
+SAMPLER = {"num_chains": 20, "warmup_steps": 200, "kernel_kwargs": {"max_tree_depth": 5, "jit_compile": True}}
 
 
 def _budget(method: str, num_rounds: int, simulations_per_round: int) -> tuple[int, int]:
