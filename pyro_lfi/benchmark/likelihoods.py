@@ -1,11 +1,13 @@
 """Learned likelihoods and ratios in the benchmark: pyro_lfi's NLE and NRE (one round from the
 prior) and SNLE and SNRE (rounds at the observation), beside sbi's NLE, NRE-C, SNLE and SNRE at
 the same budget. Posterior draws come from MCMC on the learned likelihood: pyro_lfi's
-:func:`~pyro_lfi.posterior_chains` (NUTS, chains started across the modes, :data:`SAMPLER`), sbi's default
-``MCMCPosterior`` (vectorized slice sampling); both report effective samples per second."""
+:func:`~pyro_lfi.posterior_chains` (NUTS, chains started across the modes, :data:`SAMPLER`; the
+rounds' proposals :data:`PROPOSALS`), sbi's default ``MCMCPosterior`` (vectorized slice sampling);
+both report effective samples per second."""
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import Any
@@ -27,6 +29,9 @@ SBI_LABELS = {"nle": "sbi NLE", "nre": "sbi NRE-C", "snle": "sbi SNLE", "snre": 
 #: vectorized chains share one trajectory, whose joint U-turn comes ~4x later than each chain's own.
 #: The potential is traced by the JIT: 68 s for those 1,000 draws against 80-86 s untraced.
 SAMPLER = {"num_chains": 20, "warmup_steps": 200, "kernel_kwargs": {"max_tree_depth": 5, "jit_compile": True}}
+#: the sequential rounds' proposals: many short chains (1,000 SLCP draws: 100 chains of 10 after 100
+#: warmup steps took 59 s, ESS 667, C2ST 0.645, against 80 s, ESS 187, C2ST 0.670 with 20 chains)
+PROPOSALS = {**SAMPLER, "num_chains": 100, "warmup_steps": 100}
 
 
 def _budget(method: str, num_rounds: int, simulations_per_round: int) -> tuple[int, int]:
@@ -46,9 +51,10 @@ def run_pyro_lfi_likelihood(
     rounds, per_round = _budget(method, num_rounds, simulations_per_round)
     likelihood = method in ("nle", "snle")
     estimator = lfi.NeuralLikelihood(task.model, "x") if likelihood else lfi.NeuralRatio(task.model, "x")
-    options = {key: value for key, value in SAMPLER.items() if key != "num_chains"}
+    options = {key: value for key, value in PROPOSALS.items() if key != "num_chains"}
     runner = (lfi.SNLE if likelihood else lfi.SNRE)(
-        task.model, estimator, progress=False, seed=seed, num_chains=SAMPLER["num_chains"], sampler_kwargs=options
+        task.model, estimator, progress=False, seed=seed, sampler_kwargs=options,
+        num_chains=math.gcd(per_round, PROPOSALS["num_chains"]),  # chains of equal length
     )
     start = time.perf_counter()
     runner.run(x_o, num_rounds=rounds, simulations_per_round=per_round, seed=seed)
