@@ -15,9 +15,9 @@ def cell(task="two_moons", budget=10_000, library="pyro_lfi", method="nsf", c2st
 
 
 def test_a_cell_is_trained_once_and_scored_at_every_observation():
-    result = grid.run_cell(get_task("gaussian_linear"), 500, "pyro_lfi", "nsf", [1, 2], seed=0, num_draws=500)
+    result = grid.run_cell(get_task("gaussian_linear"), 300, "pyro_lfi", "nsf", [1, 2], seed=0, num_draws=300)
     assert result.observations == [1, 2] and len(result.c2st) == 2
-    assert all(0.5 <= s <= 0.85 for s in result.c2st), result.c2st  # 500 simulations of a 10-D linear Gaussian
+    assert all(0.5 <= s <= 0.85 for s in result.c2st), result.c2st  # 300 simulations of a 10-D linear Gaussian: ~0.63
     assert result.train_seconds > 0 and result.sample_seconds > 0 and result.epochs > 0
     with pytest.raises(ValueError, match="unknown cell"):
         grid.run_cell(get_task("gaussian_linear"), 500, "sbi", "ensemble", [1])

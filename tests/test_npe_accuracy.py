@@ -22,7 +22,9 @@ CONFIGURATIONS = {  # name: (guide, training options)
 }
 
 
-@pytest.mark.parametrize("name", list(CONFIGURATIONS))
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=pytest.mark.slow) if name.startswith("splines only") else name for name in CONFIGURATIONS
+])  # the ablation among the slow tests (each of its options has fast tests of its own)
 def test_linear_gaussian_c2st(name):
     make_guide, options = CONFIGURATIONS[name]
     sims = lfi.simulate(linear_model, 5000, seed=1, progress=False)

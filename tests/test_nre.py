@@ -22,7 +22,10 @@ def trained_ratio(model, loss="nre-c") -> lfi.NeuralRatio:
     return ratio
 
 
-@pytest.mark.parametrize("loss,bound", [("nre-a", 0.55), ("bnre", 0.6), ("nre-c", 0.55)])
+@pytest.mark.parametrize("loss,bound", [
+    pytest.param("nre-a", 0.55, marks=pytest.mark.slow),  # its loss is NRE-C's with one atom (tested below)
+    ("bnre", 0.6), ("nre-c", 0.55),
+])
 def test_nuts_on_prior_times_ratio_finds_the_analytic_posterior(loss, bound):
     x_o = torch.tensor([0.8, -0.4, 0.3])
     samples = nuts(lfi.surrogate(linear_model, trained_ratio(linear_model, loss)), x=x_o)
@@ -53,6 +56,7 @@ def test_a_ratio_scores_but_does_not_simulate_and_losses_are_checked():
         scored.sample()
 
 
+@pytest.mark.slow  # the plate's factorization is tested fast for likelihoods (test_nle.py), which share it
 def test_a_ratio_trained_on_single_trials_scores_iid_trials_under_a_plate():
     x_o = torch.tensor([0.5, -0.3]) @ A.T + NOISE * torch.randn(10, 3, generator=torch.Generator().manual_seed(3))
     samples = nuts(lfi.surrogate(trials_model, trained_ratio(trials_model)), x=x_o, trials=10)
