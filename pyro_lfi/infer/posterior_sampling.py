@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 
 import torch
 from pyro import poutine
@@ -131,7 +131,7 @@ def posterior_chains(
         options = {"num_samples": per_chain, "warmup_steps": warmup, "progress": progress,
                    "kernel_kwargs": _with_jit_defaults(kernel_kwargs)}
         schema = _vectorizable(model, num_chains, args, kwargs) if chain_method == "vectorized" else None
-        with _frozen_estimators(model) if options["kernel_kwargs"].get("jit_compile") else nullcontext():
+        with _frozen_estimators(model):
             if schema is not None:
                 samples = run_vectorized_chains(model, schema, args, kwargs, starts=starts, **options)
             else:
@@ -154,7 +154,8 @@ def _with_jit_defaults(kernel_kwargs: dict | None) -> dict:
 @contextmanager
 def _frozen_estimators(model: Callable) -> Iterator[None]:
     """The parameters of a surrogate's learned estimators out of autograd while its chains run
-    (MCMC differentiates with respect to the latent values only), then as they were."""
+    (MCMC differentiates with respect to the latent values only, and a JIT trace cannot hold
+    tensors that require grad), then as they were."""
     modules = [m for m in getattr(model, "likelihood", {}).values() if isinstance(m, torch.nn.Module)]
     flags = [(p, p.requires_grad) for module in modules for p in module.parameters()]
     for parameter, _ in flags:
