@@ -117,6 +117,11 @@ def test_a_learned_likelihood_surrogate_samples_near_the_analytic_posterior():
                                   kernel_kwargs={"jit_compile": True})
     assert c2st(traced["theta"], reference, seed=0) <= 0.6
     assert all(parameter.requires_grad for parameter in likelihood.parameters())
+    # the same chain runner serves the NUTS baseline
+    baseline = lfi.baselines.mcmc(surrogate, x=x_o, num_samples=100, warmup_steps=50,
+                                  kernel_kwargs={"jit_compile": True})
+    assert group(baseline, "posterior")["theta"].shape == (1, 100, 2)
+    assert all(parameter.requires_grad for parameter in likelihood.parameters())
 
 
 def test_chains_export_ess_and_reproducibility():

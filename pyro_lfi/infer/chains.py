@@ -12,12 +12,17 @@ another, with a warning), and its workers need a model that survives the trip (c
 lambdas in a likelihood factory, trained networks). One process, chain after chain, behaves the
 same on every machine, keeps a fixed seed's draws the same everywhere, and gives each chain its
 own start (``init_to_value``) and its own step size and mass matrix adaptation.
+
+While chains run, the parameters of a surrogate's learned estimators are out of autograd (MCMC
+differentiates with respect to the latent values only), so that ``kernel_kwargs={"jit_compile":
+True}`` can trace the potential energy (a trace cannot hold tensors that require grad).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import arviz as az
@@ -124,10 +129,7 @@ def run_chains(
         options = dict(kernel_kwargs or {})
         if strategy is not None:
             options["init_strategy"] = strategy
-        sampler = MCMC(
-            NUTS(model, **options), num_samples=num_samples, warmup_steps=warmup_steps, disable_progbar=not progress
-        )
-        sampler.run(*args, **kwargs)
+        sampler = _nuts(model, model, args, kwargs, options, num_samples, warmup_steps, progress)
         draws.append({name: value.detach() for name, value in sampler.get_samples().items()})
         divergences.append(_divergences(sampler, num_samples))
     chains = {name: torch.stack([chain[name] for chain in draws]) for name in draws[0]}
@@ -164,9 +166,7 @@ def run_vectorized_chains(
     values = {name: value.reshape(schema.rows_shape(name, k)) for name, value in starts.items()}
     start = time.perf_counter()
     options = {**(kernel_kwargs or {}), "init_strategy": init_to_value(values=values)}
-    sampler = MCMC(NUTS(stacked, **options), num_samples=num_samples, warmup_steps=warmup_steps,
-                   disable_progbar=not progress)
-    sampler.run(*args, **kwargs)
+    sampler = _nuts(stacked, model, args, kwargs, options, num_samples, warmup_steps, progress)
     draws = sampler.get_samples()
     chains = {
         name: draws[name].detach().reshape((num_samples, k) + tuple(schema.shapes[name])).transpose(0, 1)
@@ -177,6 +177,37 @@ def run_vectorized_chains(
         chains, time.perf_counter() - start, divergences=[list(divergences) for _ in range(k)], model=model,
         args=tuple(args), kwargs=dict(kwargs),
     )
+
+
+def _nuts(
+    sampled: Callable, model: Callable, args: tuple, kwargs: dict, options: dict, num_samples: int,
+    warmup_steps: int, progress: bool,
+) -> MCMC:
+    """One finished NUTS run of ``sampled`` (``model`` itself or its vectorized copy), with
+    ``model``'s estimators frozen and, under ``jit_compile``, Pyro's tracer warnings silenced
+    (the model's control flow is fixed for a run) unless ``options`` says otherwise."""
+    if options.get("jit_compile"):
+        options = {"ignore_jit_warnings": True, **options}
+    sampler = MCMC(NUTS(sampled, **options), num_samples=num_samples, warmup_steps=warmup_steps,
+                   disable_progbar=not progress)
+    with _frozen_estimators(model):
+        sampler.run(*args, **kwargs)
+    return sampler
+
+
+@contextmanager
+def _frozen_estimators(model: Callable) -> Iterator[None]:
+    """The parameters of a surrogate's learned estimators (the modules among its ``likelihood``)
+    out of autograd for the block, then as they were."""
+    modules = [m for m in getattr(model, "likelihood", {}).values() if isinstance(m, torch.nn.Module)]
+    flags = [(p, p.requires_grad) for module in modules for p in module.parameters()]
+    for parameter, _ in flags:
+        parameter.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for parameter, flag in flags:
+            parameter.requires_grad_(flag)
 
 
 def _divergences(sampler: MCMC, num_samples: int) -> list[int]:

@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import torch
 from pyro import poutine
@@ -70,10 +69,9 @@ def sample_posterior(
     :param warmup_steps: adaptation steps per chain (default: as many as its draws, at least 100).
     :param seed: seeds everything (candidates, starts, chains); ``None`` draws from the global
         streams. Either way the global RNG state is left as it was.
-    :param kernel_kwargs: passed to :class:`pyro.infer.NUTS` (e.g. ``target_accept_prob``).
-        With ``jit_compile=True`` the potential energy is traced once by the PyTorch JIT (a
-        learned likelihood's network parameters are taken out of autograd while the chains run,
-        as a trace cannot hold tensors that require grad; SLCP's NLE: 15-20 % faster).
+    :param kernel_kwargs: passed to :class:`pyro.infer.NUTS` (e.g. ``target_accept_prob``;
+        ``jit_compile=True`` traces the potential energy once, see :mod:`~pyro_lfi.infer.chains`;
+        SLCP's NLE: 15-20 % faster).
     :param chain_method: ``"vectorized"``: the chains as one NUTS chain on independent copies of
         the model under a plate, each leapfrog step one batched evaluation for all of them
         (:func:`~pyro_lfi.infer.chains.run_vectorized_chains`; a model that does not vectorize
@@ -129,42 +127,16 @@ def posterior_chains(
         _warn_if_few(log_weights, num_chains)
         starts = {name: value[chosen] for name, value in latents.items()}
         options = {"num_samples": per_chain, "warmup_steps": warmup, "progress": progress,
-                   "kernel_kwargs": _with_jit_defaults(kernel_kwargs)}
+                   "kernel_kwargs": kernel_kwargs}
         schema = _vectorizable(model, num_chains, args, kwargs) if chain_method == "vectorized" else None
-        with _frozen_estimators(model):
-            if schema is not None:
-                samples = run_vectorized_chains(model, schema, args, kwargs, starts=starts, **options)
-            else:
-                inits = [init_to_value(values={name: v[c] for name, v in starts.items()}) for c in range(num_chains)]
-                samples = run_chains(model, args, kwargs, inits=inits, **options)
+        if schema is not None:
+            samples = run_vectorized_chains(model, schema, args, kwargs, starts=starts, **options)
+        else:
+            inits = [init_to_value(values={name: v[c] for name, v in starts.items()}) for c in range(num_chains)]
+            samples = run_chains(model, args, kwargs, inits=inits, **options)
         samples.sampling_time = time.perf_counter() - start
     samples.starts = starts
     return samples
-
-
-def _with_jit_defaults(kernel_kwargs: dict | None) -> dict:
-    """``kernel_kwargs`` with Pyro's tracer warnings silenced where the JIT is asked for (the
-    model's Python control flow is fixed for a posterior's run)."""
-    options = dict(kernel_kwargs or {})
-    if options.get("jit_compile"):
-        options.setdefault("ignore_jit_warnings", True)
-    return options
-
-
-@contextmanager
-def _frozen_estimators(model: Callable) -> Iterator[None]:
-    """The parameters of a surrogate's learned estimators out of autograd while its chains run
-    (MCMC differentiates with respect to the latent values only, and a JIT trace cannot hold
-    tensors that require grad), then as they were."""
-    modules = [m for m in getattr(model, "likelihood", {}).values() if isinstance(m, torch.nn.Module)]
-    flags = [(p, p.requires_grad) for module in modules for p in module.parameters()]
-    for parameter, _ in flags:
-        parameter.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for parameter, flag in flags:
-            parameter.requires_grad_(flag)
 
 
 def _vectorizable(model: Callable, num_chains: int, args: tuple, kwargs: dict) -> ModelSchema | None:
