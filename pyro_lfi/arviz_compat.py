@@ -28,6 +28,7 @@ __all__ = [
     "group_names",
     "is_result",
     "legend_handle",
+    "pareto_k",
     "plot_forest",
     "plot_pair",
     "plot_pit_ecdf",
@@ -187,3 +188,16 @@ def plot_pair(draws: Mapping[str, Mapping[str, np.ndarray]], var_names: Sequence
                 scatter_kwargs={"color": f"C{i}", "alpha": 0.25}, marginal_kwargs={"color": f"C{i}"},
             )
     return figure_of(plot)
+
+
+def pareto_k(log_weights: np.ndarray) -> float:
+    r"""The Pareto :math:`\hat k` of importance weights given as logs ``[n]`` (PSIS, Vehtari et
+    al. 2024): ArviZ 0.x's ``psislw``, or arviz-stats' (which takes log likelihoods, whose
+    negatives are the weights of leave-one-out)."""
+    log_weights = np.asarray(log_weights, dtype=np.float64)
+    log_weights = np.where(np.isnan(log_weights), -np.inf, log_weights)
+    if ARVIZ_1:
+        from arviz_stats.base import array_stats
+
+        return float(array_stats.psislw(-log_weights)[1])
+    return float(az.psislw(log_weights)[1])

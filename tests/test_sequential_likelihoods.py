@@ -19,11 +19,14 @@ def exact(x_o, keep=lambda theta: torch.ones(len(theta), dtype=torch.bool)) -> t
     return draws[keep(draws)][:600]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("runner,estimator", [(lfi.SNLE, lfi.NeuralLikelihood), (lfi.SNRE, lfi.NeuralRatio)])
-def test_sequential_rounds_reach_the_analytic_posterior(runner, estimator):
+@pytest.mark.parametrize("runner,estimator,sampler", [
+    pytest.param(lfi.SNLE, lfi.NeuralLikelihood, "nuts", marks=pytest.mark.slow),
+    pytest.param(lfi.SNRE, lfi.NeuralRatio, "nuts", marks=pytest.mark.slow),
+    (lfi.SNLE, lfi.NeuralLikelihood, "importance"),
+])
+def test_sequential_rounds_reach_the_analytic_posterior(runner, estimator, sampler):
     x_o = torch.tensor([0.8, -0.4, 0.3])
-    sequential = runner(linear_model, estimator(linear_model, "x"), progress=False, seed=0)
+    sequential = runner(linear_model, estimator(linear_model, "x"), progress=False, seed=0, sampler=sampler)
     sims = sequential.run(x=x_o, num_rounds=3, simulations_per_round=400, seed=0)
     assert sims.round.tolist() == [0] * 400 + [1] * 400 + [2] * 400
     assert [r.round for r in sequential.rounds] == [0, 1, 2] and sequential.rounds[0].propose_seconds < 1e-3
@@ -43,13 +46,16 @@ def half_failing_model(x=None):
     return pyro.sample("x", lfi.Simulator(half_failing, theta), obs=x)
 
 
-@pytest.mark.slow  # about two minutes: three rounds, each proposing by NUTS on a learned flow
-def test_the_likelihood_of_a_failing_simulator_includes_where_it_fails():
+@pytest.mark.parametrize("sampler", [
+    pytest.param("nuts", marks=pytest.mark.slow),  # about two minutes: each round proposes by NUTS on a flow
+    "importance",
+])
+def test_the_likelihood_of_a_failing_simulator_includes_where_it_fails(sampler):
     """Fitted to valid outputs, q(x | theta, valid) goes on smoothly into theta[0] > 0, where the
     simulator never returns anything; the surrogate multiplies by P(valid | theta)."""
     x_o = torch.tensor([-0.05, 0.3, 0.0])  # the posterior of the simulator that never fails straddles 0
     likelihood = lfi.NeuralLikelihood(half_failing_model, "x", estimator="maf")
-    snle = lfi.SNLE(half_failing_model, likelihood, progress=False, seed=0)
+    snle = lfi.SNLE(half_failing_model, likelihood, progress=False, seed=0, sampler=sampler)
     snle.run(x=x_o, num_rounds=3, simulations_per_round=400, seed=0)
     assert snle.rounds[0].num_invalid > 150 and snle.rounds[-1].num_invalid < 40  # proposals leave the failures
     assert likelihood.validity is not None
@@ -81,24 +87,33 @@ def test_bad_round_budgets_are_refused():
         lfi.SNRE(linear_model, lfi.NeuralLikelihood(linear_model, "x"))
 
 
-def test_later_rounds_start_their_chains_from_the_last_rounds_proposals(monkeypatch):
+SAMPLER_OPTIONS = {
+    "nuts": {"num_chains": 2, "sampler_kwargs": {"warmup_steps": 10}},
+    "importance": {"sampler": "importance", "sampler_kwargs": {"adapt_steps": 1}},
+}
+
+
+@pytest.mark.parametrize("sampler,function", [("nuts", "posterior_chains"), ("importance", "importance_posterior")])
+def test_later_rounds_start_from_the_last_rounds_proposals(monkeypatch, sampler, function):
     from pyro_lfi.infer.sequential import site_rounds
 
-    calls, real = [], site_rounds.sample_posterior
+    calls, real = [], getattr(site_rounds, function)
 
     def recording(model, num_samples, *args, warm_start=None, **kwargs):
         calls.append(warm_start)
         return real(model, num_samples, *args, warm_start=warm_start, **kwargs)
 
-    monkeypatch.setattr(site_rounds, "sample_posterior", recording)
+    monkeypatch.setattr(site_rounds, function, recording)
     x_o = torch.tensor([0.8, -0.4, 0.3])
     snle = lfi.SNLE(linear_model, lfi.NeuralLikelihood(linear_model, "x", estimator="maf"), progress=False, seed=0,
-                    max_epochs=2, num_chains=2, num_candidates=500, sampler_kwargs={"warmup_steps": 10})
+                    max_epochs=2, num_candidates=500, **SAMPLER_OPTIONS[sampler])
     sims = snle.run(x=x_o, num_rounds=3, simulations_per_round=40, seed=0)
     assert calls[0] is None and calls[1] is not None  # round 1 from prior draws, round 2 from round 1's
     assert torch.equal(calls[1].values["theta"], sims.latents["theta"][sims.round == 1])
     assert calls[1].log_likelihood.shape == (40,) and torch.isfinite(calls[1].log_likelihood).all()
     assert torch.equal(snle.warm_start.values["theta"], sims.latents["theta"][sims.round == 2])
+    with pytest.raises(ValueError, match="sampler"):
+        lfi.SNLE(linear_model, lfi.NeuralLikelihood(linear_model, "x"), sampler="slice")
 
 
 def test_later_rounds_stop_after_fewer_epochs_without_improvement():

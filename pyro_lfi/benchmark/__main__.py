@@ -14,12 +14,12 @@ import time
 import torch
 
 from ..model.sites import BOUNDED
-from .likelihoods import LIKELIHOOD_LABELS
+from .likelihoods import LIKELIHOOD_LABELS, SAMPLERS
 from .runner import SEQUENTIAL_LABELS, format_table, run_likelihood_benchmark, run_sequential_task, run_task
 from .tasks import TASKS, get_task
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pyro_lfi.benchmark", description=__doc__)
     parser.add_argument("--tasks", nargs="+", default=["two_moons", "gaussian_linear", "slcp"],
                         choices=sorted(TASKS))
@@ -44,6 +44,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--likelihood-tasks", nargs="+", default=["slcp"], choices=sorted(TASKS))
     parser.add_argument("--likelihood-methods", nargs="+", default=["nle", "snle"], choices=list(LIKELIHOOD_LABELS),
                         help="learned likelihoods and ratios (--mode likelihood): NLE, NRE, SNLE, SNRE")
+    parser.add_argument("--likelihood-sampler", choices=SAMPLERS, default="importance",
+                        help="how pyro_lfi draws a learned likelihood's posterior (--mode likelihood): adaptive "
+                             "importance sampling or multi-chain NUTS")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.estimator in ("fmpe", "npse") and args.mode != "amortized":
         parser.error(f"--estimator {args.estimator} (an ODE estimator) is benchmarked in --mode amortized only")
@@ -68,7 +76,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.mode == "likelihood":
         per_round = args.num_simulations // args.rounds
         jobs += [lambda t=t: run_likelihood_benchmark(get_task(t), args.rounds, per_round, args.seed, with_sbi,
-                                                      args.num_draws, tuple(args.likelihood_methods))
+                                                      args.num_draws, tuple(args.likelihood_methods),
+                                                      args.likelihood_sampler)
                  for t in args.likelihood_tasks]
     for job in jobs:
         results += job()

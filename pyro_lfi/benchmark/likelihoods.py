@@ -1,12 +1,14 @@
 """Learned likelihoods and ratios in the benchmark: pyro_lfi's NLE and NRE (one round from the
 prior) and SNLE and SNRE (rounds at the observation), beside sbi's NLE, NRE-C, SNLE and SNRE at
-the same budget. Posterior draws come from MCMC on the learned likelihood: pyro_lfi's
-:func:`~pyro_lfi.posterior_chains` (NUTS, chains started across the modes, :data:`SAMPLER`; the
-rounds' proposals :data:`PROPOSALS`), sbi's default ``MCMCPosterior`` (vectorized slice sampling);
+the same budget. pyro_lfi draws the surrogate posterior by adaptive importance sampling
+(:func:`~pyro_lfi.importance_posterior`, the default ``sampler="importance"``) or by NUTS
+(:func:`~pyro_lfi.posterior_chains`, chains started across the modes, :data:`SAMPLER`; the rounds'
+proposals :data:`PROPOSALS`), sbi by its default ``MCMCPosterior`` (vectorized slice sampling);
 both report effective samples per second."""
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
@@ -17,10 +19,15 @@ import pyro_lfi as lfi
 from ..seeding import seeded
 from .tasks import Task
 
-__all__ = ["LIKELIHOOD_LABELS", "SBI_LABELS", "run_likelihood_task", "run_pyro_lfi_likelihood", "run_sbi_likelihood"]
+__all__ = [
+    "LIKELIHOOD_LABELS", "SAMPLERS", "SBI_LABELS", "run_likelihood_task", "run_pyro_lfi_likelihood",
+    "run_sbi_likelihood",
+]
 
 #: the methods ``--likelihood-methods`` takes, with their labels in the table
 LIKELIHOOD_LABELS = {"nle": "pyro_lfi NLE", "nre": "pyro_lfi NRE", "snle": "pyro_lfi SNLE", "snre": "pyro_lfi SNRE"}
+#: how pyro_lfi draws the surrogate posterior (``--likelihood-sampler``)
+SAMPLERS = ("importance", "nuts")
 SBI_LABELS = {"nle": "sbi NLE", "nre": "sbi NRE-C", "snle": "sbi SNLE", "snre": "sbi SNRE-C"}
 
 #: pyro_lfi's NUTS settings, for each round's proposal and the final draws: 20 vectorized chains
@@ -42,35 +49,40 @@ def _budget(method: str, num_rounds: int, simulations_per_round: int) -> tuple[i
 
 
 def run_pyro_lfi_likelihood(
-    task: Task, method: str, num_rounds: int, simulations_per_round: int, seed: int, num_draws: int
+    task: Task, method: str, num_rounds: int, simulations_per_round: int, seed: int, num_draws: int,
+    sampler: str = "importance",
 ) -> dict[str, Any]:
     """``method`` (a key of :data:`LIKELIHOOD_LABELS`) with pyro_lfi at ``task.observation(1)``:
     training (every round's proposing, simulating and training) is timed as ``wall_seconds``,
-    then ``num_draws`` posterior draws by :func:`~pyro_lfi.posterior_chains`."""
+    then ``num_draws`` posterior draws by ``sampler`` (one of :data:`SAMPLERS`)."""
     x_o = task.observation(1)
     rounds, per_round = _budget(method, num_rounds, simulations_per_round)
     likelihood = method in ("nle", "snle")
     estimator = lfi.NeuralLikelihood(task.model, "x") if likelihood else lfi.NeuralRatio(task.model, "x")
-    options = {key: value for key, value in PROPOSALS.items() if key != "num_chains"}
-    runner = (lfi.SNLE if likelihood else lfi.SNRE)(
-        task.model, estimator, progress=False, seed=seed, sampler_kwargs=options,
-        num_chains=math.gcd(per_round, PROPOSALS["num_chains"]),  # chains of equal length
-    )
+    if sampler == "nuts":
+        options = {"sampler_kwargs": {key: value for key, value in PROPOSALS.items() if key != "num_chains"},
+                   "num_chains": math.gcd(per_round, PROPOSALS["num_chains"])}  # chains of equal length
+    else:
+        options = {"sampler": "importance"}
+    runner = (lfi.SNLE if likelihood else lfi.SNRE)(task.model, estimator, progress=False, seed=seed, **options)
     start = time.perf_counter()
     runner.run(x_o, num_rounds=rounds, simulations_per_round=per_round, seed=seed)
     wall_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    chains = lfi.posterior_chains(runner.surrogate(), num_draws, x_o, seed=seed, **SAMPLER)
+    if sampler == "nuts":
+        draws = lfi.posterior_chains(runner.surrogate(), num_draws, x_o, seed=seed, **SAMPLER)
+    else:
+        draws = lfi.importance_posterior(runner.surrogate(), num_draws, x_o, seed=seed)
     sample_seconds = time.perf_counter() - start
     return {
-        "samples": chains.get_samples()["theta"],
+        "samples": draws.get_samples()["theta"],
         "train_seconds": sum(r.train_seconds for r in runner.rounds),
         "simulate_seconds": sum(r.simulate_seconds for r in runner.rounds),
         "propose_seconds": sum(r.propose_seconds for r in runner.rounds),
         "sample_seconds": sample_seconds,
         "wall_seconds": wall_seconds + sample_seconds,
         "epochs": sum(r.epochs for r in runner.rounds),
-        "ess_per_second": chains.ess_per_second(),
+        "ess_per_second": draws.ess_per_second(),
         "rounds": rounds,
     }
 
@@ -125,12 +137,13 @@ def run_sbi_likelihood(
 
 def run_likelihood_task(
     task: Task, num_rounds: int, simulations_per_round: int, seed: int, with_sbi: bool, num_draws: int,
-    methods: tuple[str, ...],
+    methods: tuple[str, ...], sampler: str = "importance",
 ) -> dict[str, dict[str, Any]]:
-    """Every method of ``methods`` (and sbi's counterpart where ``with_sbi``) on ``task``, by label."""
+    """Every method of ``methods`` (and sbi's counterpart where ``with_sbi``) on ``task``, by label;
+    pyro_lfi's posterior drawn by ``sampler``."""
     runs = {}
     for method in methods:
-        jobs = [(LIKELIHOOD_LABELS[method], run_pyro_lfi_likelihood)]
+        jobs = [(LIKELIHOOD_LABELS[method], functools.partial(run_pyro_lfi_likelihood, sampler=sampler))]
         jobs += [(SBI_LABELS[method], run_sbi_likelihood)] if with_sbi else []
         for label, run in jobs:
             runs[label] = run(task, method, num_rounds, simulations_per_round, seed, num_draws)

@@ -173,12 +173,13 @@ def run_task(
 
 def run_likelihood_benchmark(
     task: Task, num_rounds: int, simulations_per_round: int, seed: int = 0, with_sbi: bool = True,
-    num_draws: int = NUM_DRAWS, methods: tuple[str, ...] = ("nle", "snle"),
+    num_draws: int = NUM_DRAWS, methods: tuple[str, ...] = ("nle", "snle"), sampler: str = "importance",
 ) -> list[Result]:
     """Learned likelihoods and ratios (``methods``: keys of ``LIKELIHOOD_LABELS``) with pyro_lfi
-    and sbi on ``task`` at ``task.observation(1)``, scored like the other runs."""
+    (its posterior drawn by ``sampler``) and sbi on ``task`` at ``task.observation(1)``, scored
+    like the other runs."""
     reference = task.reference_posterior_at(1, num_draws, seed=seed)
-    runs = run_likelihood_task(task, num_rounds, simulations_per_round, seed, with_sbi, num_draws, methods)
+    runs = run_likelihood_task(task, num_rounds, simulations_per_round, seed, with_sbi, num_draws, methods, sampler)
     return _score(task, runs, reference, num_rounds * simulations_per_round, seed, 1)
 
 

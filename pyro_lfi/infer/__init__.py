@@ -1,9 +1,11 @@
 """Inference: the shared training loop, neural posterior estimation and its sequential forms, and
-posterior sampling of tractable models (NUTS chains started across the modes)."""
+posterior sampling of tractable models (NUTS chains started across the modes, or adaptive
+importance sampling)."""
 
 from .callbacks import LogEpochs, TensorBoardLogger
 from .chains import PosteriorSamples
 from .history import EpochReport
+from .importance import ImportanceSamples, importance_posterior
 from .loop import TrainingConfig, TrainingHistory, train_loop
 from .losses import npe_loss
 from .nle import NLE
@@ -23,6 +25,7 @@ __all__ = [
     "SNPE",
     "SNRE",
     "EpochReport",
+    "ImportanceSamples",
     "LogEpochs",
     "PosteriorSamples",
     "ProposalError",
@@ -32,6 +35,7 @@ __all__ = [
     "TrainingConfig",
     "TrainingHistory",
     "atomic_apt_loss",
+    "importance_posterior",
     "mixture_apt_loss",
     "npe_loss",
     "posterior_chains",

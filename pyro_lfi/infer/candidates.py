@@ -13,7 +13,7 @@ plate of candidates where the model allows it.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -25,7 +25,7 @@ from ..errors import ObservationError, SiteError
 from ..model.schema import ModelSchema, is_simulator_site
 from ..seeding import preserved_rng
 
-__all__ = ["WarmStart", "candidates", "log_likelihood", "observed_sites", "read_sites"]
+__all__ = ["WarmStart", "candidates", "log_densities", "log_likelihood", "observed_sites", "prior_draws", "read_sites"]
 
 PLATE = "_lfi_candidates"
 
@@ -97,26 +97,46 @@ def candidates(model: Callable, num: int, args: tuple, kwargs: dict) -> tuple[di
     likelihood :math:`\sum_{\text{observed } s} \log p(x_s \mid \theta)` (``[num]``), from one
     run of the model under a plate of ``num`` rows; one run per draw (with a warning) where
     the model does not vectorize. Draws from the global RNG."""
-    return _rows(model, *read_sites(model, args, kwargs), num, args, kwargs, None)
+    latents, _, log_likelihood = prior_draws(model, num, args, kwargs)
+    return latents, log_likelihood
+
+
+def prior_draws(
+    model: Callable, num: int, args: tuple, kwargs: dict
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """:func:`candidates` with their log prior: ``(latents, log prior, log likelihood)``."""
+    latents, log_likelihood, log_prior = _rows(model, *read_sites(model, args, kwargs), num, args, kwargs, None)
+    return latents, log_prior, log_likelihood
 
 
 def log_likelihood(model: Callable, values: dict[str, torch.Tensor], args: tuple, kwargs: dict) -> torch.Tensor:
     r""":math:`\log p(x_o \mid \theta_i)` ``[n]`` at given latent values (site name :math:`\to`
     ``[n, *shape]``, every latent site of the model), vectorized like :func:`candidates`."""
+    return log_densities(model, values, args, kwargs)[1]
+
+
+def log_densities(
+    model: Callable, values: dict[str, torch.Tensor], args: tuple, kwargs: dict
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The log prior :math:`\log p(\theta_i)` (the latent sites' densities) and the log
+    likelihood :math:`\log p(x_o \mid \theta_i)`, ``[n]`` each, at given latent values (as
+    :func:`log_likelihood`)."""
     schema, observed = read_sites(model, args, kwargs)
     missing = sorted(set(schema.latents) - set(values))
     if missing:
         raise SiteError(f"no values for the latent site(s) {missing} of the model (given: {sorted(values)})")
     values = {name: values[name] for name in schema.latents}
-    return _rows(model, schema, observed, len(next(iter(values.values()))), args, kwargs, values)[1]
+    num = len(next(iter(values.values())))
+    _, log_likelihood, log_prior = _rows(model, schema, observed, num, args, kwargs, values)
+    return log_prior, log_likelihood
 
 
 def _rows(
     model: Callable, schema: ModelSchema, observed: list[str], num: int, args: tuple, kwargs: dict,
     values: dict[str, torch.Tensor] | None,
-) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Latent values and log likelihoods of ``num`` rows (drawn, or fixed to ``values``): one
-    vectorized run, or one run per row where the model does not vectorize."""
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Latent values, log likelihoods and log priors of ``num`` rows (drawn, or fixed to
+    ``values``): one vectorized run, or one run per row where the model does not vectorize."""
     try:
         with torch.no_grad():
             return _run(model, schema, observed, num, args, kwargs, values)
@@ -129,14 +149,15 @@ def _rows(
     rows = [None if values is None else {name: value[i] for name, value in values.items()} for i in range(num)]
     with torch.no_grad():
         runs = [_run(model, schema, observed, None, args, kwargs, row) for row in rows]
-    return {name: torch.cat([run[0][name] for run in runs]) for name in schema.latents}, torch.cat([r[1] for r in runs])
+    latents = {name: torch.cat([run[0][name] for run in runs]) for name in schema.latents}
+    return latents, torch.cat([run[1] for run in runs]), torch.cat([run[2] for run in runs])
 
 
 def _run(
     model: Callable, schema: ModelSchema, observed: list[str], num: int | None, args: tuple, kwargs: dict,
     values: dict[str, torch.Tensor] | None,
-) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Latent values and log likelihoods of ``num`` rows (``None``: one plain run, one row)."""
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Latent values, log likelihoods and log priors of ``num`` rows (``None``: one plain run, one row)."""
     size = 1 if num is None else num
     if num is None:
         runnable = model if values is None else poutine.condition(model, data=values)
@@ -152,15 +173,22 @@ def _run(
         if value.numel() != size * schema.shapes[name].numel():
             raise SiteError(f"site '{name}' has shape {tuple(value.shape)} in a run of {size} rows, not {expected}")
         latents[name] = value.reshape(expected)
-    log_likelihood = torch.zeros(size)
-    for name in observed:
+    totals = [_site_totals(trace, names, size, None if num is None else rows) for names in (observed, schema.latents)]
+    return latents, *totals
+
+
+def _site_totals(trace: poutine.Trace, names: Sequence[str], size: int, rows: int | None) -> torch.Tensor:
+    """Each row's total log density over the sites ``names``: ``[size]`` (``rows`` as in
+    :func:`_row_totals`; ``None``: a plain run of one row)."""
+    total = torch.zeros(size)
+    for name in names:
         node = trace.nodes[name]
         log_p = node["fn"].log_prob(node["value"])
-        if num is None:
-            log_likelihood = log_likelihood + log_p.sum()
+        if rows is None:
+            total = total + log_p.sum()
         else:  # [num, 1, ..., plates] (or broadcastable to it): the rows' totals
-            log_likelihood = log_likelihood + torch.broadcast_to(_row_totals(log_p, rows), (size,))
-    return latents, log_likelihood
+            total = total + torch.broadcast_to(_row_totals(log_p, rows), (size,))
+    return total
 
 
 def _row_totals(log_p: torch.Tensor, rows: int) -> torch.Tensor:

@@ -4,10 +4,11 @@ and SNRE (Hermans et al. 2020; Durkan et al. 2020).
 Round 0 simulates from the prior. Every later round :math:`t` draws parameters from the current
 surrogate posterior at :math:`x_o`, :math:`p(\theta)\, q_t(x_o \mid \psi(\theta))` (or
 :math:`p(\theta)\, r_t(x_o, \psi(\theta))`), with :func:`~pyro_lfi.sample_posterior`'s
-multi-chain NUTS (from round 2 on, the chains start at the previous round's draws reweighted
-by :math:`q_t / q_{t-1}`, a :class:`~pyro_lfi.infer.candidates.WarmStart`, rather than at
-prior draws weighted by :math:`q_t`), simulates them through :func:`~pyro_lfi.simulate` and retrains the estimator
-on every round so far, from its current weights. Unlike a posterior, a likelihood needs no
+multi-chain NUTS or with adaptive importance sampling (``sampler=``; from round 2 on, either
+starts from the previous round's draws reweighted by :math:`q_t / q_{t-1}`, a
+:class:`~pyro_lfi.infer.candidates.WarmStart`, rather than from prior draws weighted by
+:math:`q_t`), simulates them through :func:`~pyro_lfi.simulate` and retrains the estimator on
+every round so far, from its current weights. Unlike a posterior, a likelihood needs no
 correction for the proposal: :math:`q(x \mid \psi)` is what it is wherever :math:`\psi` was
 drawn, and a ratio trained on any proposal is the likelihood up to a factor constant in
 :math:`\psi`. Where simulations fail, the estimator is of valid outputs and its log density in
@@ -33,14 +34,18 @@ from ...simulation.options import SimulationOptions
 from ...simulation.simulations import Simulations
 from ..candidates import WarmStart, log_likelihood
 from ..history import TrainingHistory
+from ..importance import importance_posterior
 from ..nle import NLE
 from ..npe import OptimSpec
 from ..nre import NRE
-from ..posterior_sampling import sample_posterior
+from ..posterior_sampling import posterior_chains
 from ..site_estimation import SiteEstimation
 from .patience import resolve_later_patience
 
-__all__ = ["SNLE", "SNRE", "SiteRoundRecord"]
+__all__ = ["SAMPLERS", "SNLE", "SNRE", "SiteRoundRecord"]
+
+#: how :class:`SNLE` and :class:`SNRE` draw the surrogate posterior
+SAMPLERS = ("nuts", "importance")
 
 
 @dataclass
@@ -64,9 +69,16 @@ class SNLE:
     :param model: the Pyro model.
     :param estimator: a :class:`~pyro_lfi.NeuralLikelihood` of it.
     :param optim: as for :class:`~pyro_lfi.NPE`.
-    :param num_chains: NUTS chains of each round's proposal (:func:`~pyro_lfi.sample_posterior`).
-    :param num_candidates: prior draws the chains' starts are resampled from.
-    :param sampler_kwargs: further options of :func:`~pyro_lfi.sample_posterior`.
+    :param sampler: how each round's proposal and :meth:`sample` draw the surrogate posterior:
+        ``"nuts"``, multi-chain NUTS (:func:`~pyro_lfi.sample_posterior`), or ``"importance"``,
+        adaptive importance sampling (:func:`~pyro_lfi.importance_posterior`: batched density
+        evaluations without gradients, far faster for a posterior of a few dimensions; its Pareto
+        k-hat warns where it cannot be trusted).
+    :param num_chains: NUTS chains of each round's proposal (``"nuts"`` only).
+    :param num_candidates: prior draws the chains' starts are resampled from (``"nuts"``), or
+        rows of each importance population (``"importance"``).
+    :param sampler_kwargs: further options of :func:`~pyro_lfi.sample_posterior` or
+        :func:`~pyro_lfi.importance_posterior`.
     :param later_patience: ``stop_after_epochs`` of the rounds after the first, which continue
         from the previous round's weights (default 10, or ``stop_after_epochs`` where that is given).
     :param config: :class:`~pyro_lfi.TrainingConfig` options of every round's training.
@@ -75,14 +87,17 @@ class SNLE:
     training_class: type[SiteEstimation] = NLE
 
     def __init__(
-        self, model, estimator: NeuralLikelihood | NeuralRatio, optim: OptimSpec = None, *, num_chains: int = 4,
-        num_candidates: int = 10_000, sampler_kwargs: dict | None = None, later_patience: int | None = None,
-        **config,
+        self, model, estimator: NeuralLikelihood | NeuralRatio, optim: OptimSpec = None, *, sampler: str = "nuts",
+        num_chains: int = 4, num_candidates: int = 10_000, sampler_kwargs: dict | None = None,
+        later_patience: int | None = None, **config,
     ):
+        if sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler '{sampler}'; choose one of {SAMPLERS}")
         self.training = self.training_class(model, estimator, optim=optim, **config)
         self.later_patience = resolve_later_patience(later_patience, config)
-        self.model, self.estimator = model, estimator
-        self.sampler_options = {"num_chains": num_chains, "num_candidates": num_candidates, **(sampler_kwargs or {})}
+        self.model, self.estimator, self.sampler = model, estimator, sampler
+        chains = {"num_chains": num_chains} if sampler == "nuts" else {}
+        self.sampler_options = {**chains, "num_candidates": num_candidates, **(sampler_kwargs or {})}
         self.simulations: Simulations | None = None
         self.rounds: list[SiteRoundRecord] = []
         #: the last round's proposed parameters and their log likelihood under the estimator then
@@ -102,8 +117,15 @@ class SNLE:
 
     def sample(self, num_samples: int, *args, seed: int | None = 0, **kwargs) -> dict[str, torch.Tensor]:
         """Draws of the surrogate posterior at the observation the model receives with
-        ``args``/``kwargs``, by :func:`~pyro_lfi.sample_posterior`."""
-        return sample_posterior(self.surrogate(), num_samples, *args, seed=seed, **self.sampler_options, **kwargs)
+        ``args``/``kwargs``, by the ``sampler`` chosen."""
+        return self._draw(self.surrogate(), num_samples, seed, None, args, kwargs)
+
+    def _draw(
+        self, model, num_samples: int, seed: int | None, warm_start: WarmStart | None, args: tuple, kwargs: dict
+    ) -> dict[str, torch.Tensor]:
+        sample = importance_posterior if self.sampler == "importance" else posterior_chains
+        draws = sample(model, num_samples, *args, seed=seed, warm_start=warm_start, **self.sampler_options, **kwargs)
+        return draws.get_samples()
 
     def run(
         self, *args, num_rounds: int, simulations_per_round: int, seed: int | None = None,
@@ -149,8 +171,7 @@ class SNLE:
         """``n`` draws of the surrogate posterior, started from the last round's (see the module
         docs), kept with their log likelihood for the next round's starts."""
         model = self.surrogate()
-        options = {**self.sampler_options, "warm_start": self.warm_start}
-        draws = sample_posterior(model, n, *args, seed=seed, **options, **kwargs)
+        draws = self._draw(model, n, seed, self.warm_start, args, kwargs)
         parameters = {name: value.detach() for name, value in draws.items()}
         self.warm_start = WarmStart(parameters, log_likelihood(model, parameters, args, kwargs))
         return parameters
