@@ -211,12 +211,10 @@ def _fit_proposal(u: torch.Tensor, log_w: torch.Tensor, components: int, df: flo
     """A mixture of Student-t's fitted by EM to the distinct points among 2,000 resampled from
     ``u`` (``[n, D]``) by their weights (the ``4 (D + 1)`` highest-weighted where fewer), each
     component given at least ``4 (D + 1)`` points."""
-    dim = u.shape[1]
-    chosen = torch.unique(systematic_resample(log_w, 2_000))
-    least = 4 * (dim + 1)
-    if len(chosen) < least:
-        chosen = torch.topk(finite_or_zero_weight(log_w), min(least, len(u))).indices
-    points = u[chosen].double().numpy()
+    least = 4 * (u.shape[1] + 1)
+    points = _distinct(u[systematic_resample(log_w, 2_000)])
+    if len(points) < least:
+        points = _distinct(u[torch.topk(finite_or_zero_weight(log_w), min(least, len(u))).indices])
     k = max(1, min(components, len(points) // least))
     mixture = GaussianMixture(k, covariance_type="full", reg_covar=1e-6, max_iter=200,
                               random_state=int(torch.randint(2**31 - 1, ()))).fit(points)
@@ -224,6 +222,11 @@ def _fit_proposal(u: torch.Tensor, log_w: torch.Tensor, components: int, df: flo
     components_ = dist.MultivariateStudentT(torch.tensor(float(df), dtype=torch.float64),
                                             torch.as_tensor(mixture.means_), scale_tril)
     return dist.MixtureSameFamily(dist.Categorical(torch.as_tensor(mixture.weights_)), components_)
+
+
+def _distinct(points: torch.Tensor) -> np.ndarray:
+    """The distinct rows of ``points`` (resampled, or a warm start's, values repeat)."""
+    return np.unique(points.double().numpy(), axis=0)
 
 
 def _check(num_samples: int, num_candidates: int, adapt_steps: int, defensive: float) -> None:
