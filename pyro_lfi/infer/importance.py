@@ -114,8 +114,8 @@ def importance_posterior(
     :param df: degrees of freedom of the proposal's Student-t's (heavier tails than the fit).
     :param defensive: the prior's share of every population.
     :param min_ess: Kish ESS at which to stop drawing (default ``2 * num_samples``).
-    :param max_candidates: rows evaluated at most after adaptation (a warning if ``min_ess`` is
-        not reached by then).
+    :param max_candidates: model evaluations after which no population is added (adaptation
+        included; a warning if ``min_ess`` is not reached by then).
     :param seed: seeds everything; ``None`` draws from the global streams. Either way the global
         RNG state is left as it was.
     :param warm_start: draws of an earlier approximation of this posterior to start from, in
