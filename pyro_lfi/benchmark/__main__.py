@@ -13,8 +13,9 @@ import time
 
 import torch
 
+from ..infer.sequential.site_rounds import SAMPLERS
 from ..model.sites import BOUNDED
-from .likelihoods import LIKELIHOOD_LABELS, SAMPLERS
+from .likelihoods import LIKELIHOOD_LABELS
 from .runner import SEQUENTIAL_LABELS, format_table, run_likelihood_benchmark, run_sequential_task, run_task
 from .tasks import TASKS, get_task
 
@@ -44,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--likelihood-tasks", nargs="+", default=["slcp"], choices=sorted(TASKS))
     parser.add_argument("--likelihood-methods", nargs="+", default=["nle", "snle"], choices=list(LIKELIHOOD_LABELS),
                         help="learned likelihoods and ratios (--mode likelihood): NLE, NRE, SNLE, SNRE")
-    parser.add_argument("--likelihood-sampler", choices=SAMPLERS, default="importance",
+    parser.add_argument("--likelihood-sampler", choices=list(SAMPLERS), default="importance",
                         help="how pyro_lfi draws a learned likelihood's posterior (--mode likelihood): adaptive "
                              "importance sampling or multi-chain NUTS")
     return parser

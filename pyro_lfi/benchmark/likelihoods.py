@@ -20,14 +20,12 @@ from ..seeding import seeded
 from .tasks import Task
 
 __all__ = [
-    "LIKELIHOOD_LABELS", "SAMPLERS", "SBI_LABELS", "run_likelihood_task", "run_pyro_lfi_likelihood",
+    "LIKELIHOOD_LABELS", "SBI_LABELS", "run_likelihood_task", "run_pyro_lfi_likelihood",
     "run_sbi_likelihood",
 ]
 
 #: the methods ``--likelihood-methods`` takes, with their labels in the table
 LIKELIHOOD_LABELS = {"nle": "pyro_lfi NLE", "nre": "pyro_lfi NRE", "snle": "pyro_lfi SNLE", "snre": "pyro_lfi SNRE"}
-#: how pyro_lfi draws the surrogate posterior (``--likelihood-sampler``)
-SAMPLERS = ("importance", "nuts")
 SBI_LABELS = {"nle": "sbi NLE", "nre": "sbi NRE-C", "snle": "sbi SNLE", "snre": "sbi SNRE-C"}
 
 #: pyro_lfi's NUTS settings, for each round's proposal and the final draws: 20 vectorized chains
@@ -54,7 +52,8 @@ def run_pyro_lfi_likelihood(
 ) -> dict[str, Any]:
     """``method`` (a key of :data:`LIKELIHOOD_LABELS`) with pyro_lfi at ``task.observation(1)``:
     training (every round's proposing, simulating and training) is timed as ``wall_seconds``,
-    then ``num_draws`` posterior draws by ``sampler`` (one of :data:`SAMPLERS`)."""
+    then ``num_draws`` posterior draws by ``sampler`` (``"importance"`` or ``"nuts"``, as for
+    :class:`~pyro_lfi.SNLE`)."""
     x_o = task.observation(1)
     rounds, per_round = _budget(method, num_rounds, simulations_per_round)
     likelihood = method in ("nle", "snle")

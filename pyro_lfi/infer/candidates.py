@@ -105,8 +105,7 @@ def prior_draws(
     model: Callable, num: int, args: tuple, kwargs: dict
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
     """:func:`candidates` with their log prior: ``(latents, log prior, log likelihood)``."""
-    latents, log_likelihood, log_prior = _rows(model, *read_sites(model, args, kwargs), num, args, kwargs, None)
-    return latents, log_prior, log_likelihood
+    return _rows(model, *read_sites(model, args, kwargs), num, args, kwargs, None)
 
 
 def log_likelihood(model: Callable, values: dict[str, torch.Tensor], args: tuple, kwargs: dict) -> torch.Tensor:
@@ -127,15 +126,14 @@ def log_densities(
         raise SiteError(f"no values for the latent site(s) {missing} of the model (given: {sorted(values)})")
     values = {name: values[name] for name in schema.latents}
     num = len(next(iter(values.values())))
-    _, log_likelihood, log_prior = _rows(model, schema, observed, num, args, kwargs, values)
-    return log_prior, log_likelihood
+    return _rows(model, schema, observed, num, args, kwargs, values)[1:]
 
 
 def _rows(
     model: Callable, schema: ModelSchema, observed: list[str], num: int, args: tuple, kwargs: dict,
     values: dict[str, torch.Tensor] | None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-    """Latent values, log likelihoods and log priors of ``num`` rows (drawn, or fixed to
+    """Latent values, log priors and log likelihoods of ``num`` rows (drawn, or fixed to
     ``values``): one vectorized run, or one run per row where the model does not vectorize."""
     try:
         with torch.no_grad():
@@ -157,7 +155,7 @@ def _run(
     model: Callable, schema: ModelSchema, observed: list[str], num: int | None, args: tuple, kwargs: dict,
     values: dict[str, torch.Tensor] | None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-    """Latent values, log likelihoods and log priors of ``num`` rows (``None``: one plain run, one row)."""
+    """Latent values, log priors and log likelihoods of ``num`` rows (``None``: one plain run, one row)."""
     size = 1 if num is None else num
     if num is None:
         runnable = model if values is None else poutine.condition(model, data=values)
@@ -173,7 +171,7 @@ def _run(
         if value.numel() != size * schema.shapes[name].numel():
             raise SiteError(f"site '{name}' has shape {tuple(value.shape)} in a run of {size} rows, not {expected}")
         latents[name] = value.reshape(expected)
-    totals = [_site_totals(trace, names, size, None if num is None else rows) for names in (observed, schema.latents)]
+    totals = [_site_totals(trace, names, size, None if num is None else rows) for names in (schema.latents, observed)]
     return latents, *totals
 
 

@@ -44,8 +44,8 @@ from .patience import resolve_later_patience
 
 __all__ = ["SAMPLERS", "SNLE", "SNRE", "SiteRoundRecord"]
 
-#: how :class:`SNLE` and :class:`SNRE` draw the surrogate posterior
-SAMPLERS = ("nuts", "importance")
+#: how :class:`SNLE` and :class:`SNRE` draw the surrogate posterior, by name
+SAMPLERS = {"nuts": posterior_chains, "importance": importance_posterior}
 
 
 @dataclass
@@ -92,7 +92,7 @@ class SNLE:
         later_patience: int | None = None, **config,
     ):
         if sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler '{sampler}'; choose one of {SAMPLERS}")
+            raise ValueError(f"unknown sampler '{sampler}'; choose one of {list(SAMPLERS)}")
         self.training = self.training_class(model, estimator, optim=optim, **config)
         self.later_patience = resolve_later_patience(later_patience, config)
         self.model, self.estimator, self.sampler = model, estimator, sampler
@@ -123,9 +123,9 @@ class SNLE:
     def _draw(
         self, model, num_samples: int, seed: int | None, warm_start: WarmStart | None, args: tuple, kwargs: dict
     ) -> dict[str, torch.Tensor]:
-        sample = importance_posterior if self.sampler == "importance" else posterior_chains
-        draws = sample(model, num_samples, *args, seed=seed, warm_start=warm_start, **self.sampler_options, **kwargs)
-        return draws.get_samples()
+        sample = SAMPLERS[self.sampler]
+        return sample(model, num_samples, *args, seed=seed, warm_start=warm_start, **self.sampler_options,
+                      **kwargs).get_samples()
 
     def run(
         self, *args, num_rounds: int, simulations_per_round: int, seed: int | None = None,
