@@ -23,6 +23,13 @@ def test_a_cell_is_trained_once_and_scored_at_every_observation():
         grid.run_cell(get_task("gaussian_linear"), 500, "sbi", "ensemble", [1])
 
 
+@pytest.mark.filterwarnings("ignore:.*importance")  # a few hundred draws from a crude likelihood
+def test_a_likelihood_cell_draws_each_observation_from_the_surrogate():
+    result = grid.run_cell(get_task("two_moons"), 1_000, "pyro_lfi", "nle", [1, 2], seed=0, num_draws=300)
+    assert len(result.c2st) == 2 and max(result.c2st) <= 0.8, result.c2st  # 300 draws: ~0.5 +- 0.05
+    assert result.train_seconds > 0 and result.epochs > 0
+
+
 def test_merge_replaces_a_cell_run_again_and_keeps_the_others():
     old = [cell(c2st=(0.6,)), cell(method="fmpe"), cell(library="sbi")]
     merged = grid.merge(old, [cell(c2st=(0.52, 0.54)), cell(budget=1_000)])

@@ -41,6 +41,21 @@ def test_linear_gaussian_c2st(name):
     assert accuracy <= 0.55, accuracy
 
 
+@pytest.mark.parametrize("name", [*ODE_ESTIMATORS, "nsf"])
+def test_npe_trains_with_the_estimators_defaults_under_the_users_options(name):
+    sims = lfi.simulate(linear_model, 300, seed=0, progress=False)
+    guide = lfi.NeuralPosterior(linear_model, estimator=name)
+    reports = []
+    npe = lfi.NPE(linear_model, guide, progress=False, seed=0, max_epochs=1, lr_decay=1.0, callbacks=[reports.append])
+    npe.train(sims)
+    defaults = {**lfi.TrainingConfig().__dict__, **guide.estimator.training_defaults}
+    assert reports[-1].learning_rate == defaults["learning_rate"]
+    assert (defaults["batch_size"] == 200) == (name in ODE_ESTIMATORS)
+    npe.train(sims, learning_rate=5e-3)  # the user's option wins over the estimator's
+    assert reports[-1].learning_rate == 5e-3
+    assert lfi.NPE(linear_model, guide, progress=False, learning_rate=4e-3)._training_options({}).learning_rate == 4e-3
+
+
 @pytest.mark.parametrize("name", ODE_ESTIMATORS)
 def test_the_trained_density_integrates_to_one_on_a_2d_grid(name):
     guide = _linear_guide(name)

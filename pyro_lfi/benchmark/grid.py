@@ -12,8 +12,12 @@ merges it into the cells saved there earlier (a cell run again replaces its old 
 ``--table-only`` prints the table (and ``--plot``) from that file without running anything.
 
 pyro_lfi's estimators: ``nsf``, ``maf``, ``mdn``, ``fmpe`` (flow matching), ``npse`` (score
-matching) and ``ensemble`` (five NSFs trained together, a uniform mixture). sbi's: ``nsf``,
-``maf``, ``mdn``, ``fmpe`` and ``npse`` (its ``NPE_C``, ``FMPE`` and ``NPSE`` with defaults).
+matching) and ``ensemble`` (five NSFs trained together, a uniform mixture) of the posterior; and
+``nle``/``nre``: a likelihood (NSF) or ratio trained once on the same prior simulations, its
+posterior at each observation drawn from the surrogate model by adaptive importance sampling
+(:func:`~pyro_lfi.importance_posterior`; those seconds are sampling). sbi's: ``nsf``, ``maf``,
+``mdn``, ``fmpe`` and ``npse`` (its ``NPE_C``, ``FMPE`` and ``NPSE`` with defaults) and ``nle``
+(its ``NLE``, drawn by its default MCMC).
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from pathlib import Path
 
 import torch
 
+import pyro_lfi as lfi
+
 from ..diagnostics import c2st
 from .runner import NUM_DRAWS, time_sampling, train_pyro_lfi
 from .tasks import TASKS, Task, get_task
@@ -39,8 +45,8 @@ __all__ = ["BUDGETS", "PUBLISHED_BEST", "PYRO_LFI_METHODS", "SBI_METHODS", "Cell
            "main", "merge", "plot_grid", "run_cell"]
 
 BUDGETS = (1_000, 10_000, 100_000)
-PYRO_LFI_METHODS = ("nsf", "maf", "mdn", "fmpe", "npse", "ensemble")
-SBI_METHODS = ("nsf", "maf", "mdn", "fmpe", "npse")
+PYRO_LFI_METHODS = ("nsf", "maf", "mdn", "fmpe", "npse", "ensemble", "nle", "nre")
+SBI_METHODS = ("nsf", "maf", "mdn", "fmpe", "npse", "nle")
 ENSEMBLE_SIZE = 5
 
 #: Best published C2ST per (task, budget), over every method, as issue 19 lists them (two moons at
@@ -83,15 +89,30 @@ class Cell:
 
 
 def _pyro_lfi_sampler(task: Task, budget: int, method: str, seed: int):
+    if method in ("nle", "nre"):
+        return _pyro_lfi_likelihood_sampler(task, budget, method, seed)
     options = {"ensemble": ENSEMBLE_SIZE} if method == "ensemble" else {}
     guide, run = train_pyro_lfi(task, budget, seed, "nsf" if method == "ensemble" else method, **options)
     return (lambda n, x: guide.sample(n, x=x)["theta"]), run["train_seconds"], run["epochs"]
 
 
-def _sbi_sampler(task: Task, budget: int, method: str, seed: int):
-    from .peer import train_sbi_npe
+def _pyro_lfi_likelihood_sampler(task: Task, budget: int, method: str, seed: int):
+    estimator, trainer = (lfi.NeuralLikelihood, lfi.NLE) if method == "nle" else (lfi.NeuralRatio, lfi.NRE)
+    site = estimator(task.model, "x")
+    sims = lfi.simulate(task.model, budget, seed=seed, progress=False)
+    history = trainer(task.model, site, progress=False, seed=seed).train(sims)
+    model = lfi.surrogate(task.model, site)
 
-    posterior, train_seconds = train_sbi_npe(task, budget, seed, method)
+    def sample(n: int, x: torch.Tensor) -> torch.Tensor:
+        return lfi.importance_posterior(model, n, x, seed=seed).get_samples()["theta"]
+
+    return sample, history.seconds, history.epochs
+
+
+def _sbi_sampler(task: Task, budget: int, method: str, seed: int):
+    from .peer import train_sbi_nle, train_sbi_npe
+
+    posterior, train_seconds = (train_sbi_nle if method == "nle" else train_sbi_npe)(task, budget, seed, method)
     return (lambda n, x: posterior.sample((n,), x=x, show_progress_bars=False).detach()), train_seconds, None
 
 
@@ -140,7 +161,7 @@ def format_grid(cells: list[Cell]) -> str:
              "| train / sbi | sample 10k s | run on |", "|---|---:|---:|---|---|---:|---:|---:|---:|---:|---|"]
     for c in cells:
         best = PUBLISHED_BEST.get((c.task, c.budget))
-        peer = sbi.get((c.task, c.budget, "nsf" if c.method == "ensemble" else c.method, c.seed))
+        peer = sbi.get((c.task, c.budget, "nsf" if c.method == "ensemble" else c.method, c.seed))  # nre: none
         ratio = f"{c.train_seconds / peer.train_seconds:.2f}" if peer is not None and c.library != "sbi" else ""
         lines.append(f"| {c.task} | {c.budget:,} | {f'{best:.3f}' if best else ''} | {c.library} | "
                      f"{c.method} | {c.mean_c2st:.3f} | {len(c.c2st)} | {c.train_seconds:.1f} | {ratio} | "

@@ -21,7 +21,7 @@ from .tasks import Task
 
 __all__ = [
     "LIKELIHOOD_LABELS", "SBI_LABELS", "run_likelihood_task", "run_pyro_lfi_likelihood",
-    "run_sbi_likelihood",
+    "run_sbi_likelihood", "sbi_trainer_class",
 ]
 
 #: the methods ``--likelihood-methods`` takes, with their labels in the table
@@ -86,7 +86,7 @@ def run_pyro_lfi_likelihood(
     }
 
 
-def _sbi_class(method: str) -> Any:
+def sbi_trainer_class(method: str) -> Any:
     try:
         from sbi.inference import NLE, NRE_C
     except ImportError as error:  # pragma: no cover - depends on the environment
@@ -104,7 +104,7 @@ def run_sbi_likelihood(
     rounds, per_round = _budget(method, num_rounds, simulations_per_round)
     with seeded(seed):
         start = time.perf_counter()
-        inference = _sbi_class(method)(prior=task.prior, show_progress_bars=False)
+        inference = sbi_trainer_class(method)(prior=task.prior, show_progress_bars=False)
         proposal: Any = task.prior
         train_seconds = 0.0
         for _ in range(rounds):

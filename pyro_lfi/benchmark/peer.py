@@ -17,7 +17,7 @@ from torch import Tensor
 from pyro_lfi.benchmark.tasks import Task
 from pyro_lfi.seeding import seeded
 
-__all__ = ["run_sbi_npe", "run_sbi_sequential", "train_sbi_npe"]
+__all__ = ["run_sbi_npe", "run_sbi_sequential", "train_sbi_nle", "train_sbi_npe"]
 
 NUM_POSTERIOR_SAMPLES = 10_000
 
@@ -83,6 +83,21 @@ def train_sbi_npe(task: Task, num_simulations: int, seed: int, estimator: str = 
         density_estimator = inference.append_simulations(theta, x).train()
         train_seconds = time.perf_counter() - start
         return inference.build_posterior(density_estimator), train_seconds
+
+
+def train_sbi_nle(task: Task, num_simulations: int, seed: int, method: str = "nle") -> tuple[Any, float]:
+    """Single-round NLE with ``sbi`` (its NSF likelihood): simulate ``num_simulations`` from the
+    prior and train; the posterior is sbi's default MCMC on it. ``method`` is only ``"nle"``."""
+    from .likelihoods import sbi_trainer_class
+
+    with seeded(seed):
+        theta = task.prior.sample((num_simulations,))
+        x = task.simulator(theta)
+        inference = sbi_trainer_class(method)(prior=task.prior, show_progress_bars=False)
+        start = time.perf_counter()
+        likelihood = inference.append_simulations(theta, x).train()
+        train_seconds = time.perf_counter() - start
+        return inference.build_posterior(likelihood), train_seconds
 
 
 def run_sbi_npe(

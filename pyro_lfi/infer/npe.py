@@ -77,6 +77,7 @@ class NPE:
         self.guide = guide
         self.optim = optim
         self.config = TrainingConfig().updated(config, "NPE(...)")
+        self._given_config = dict(config)  # over the estimator's training defaults, under train(...)'s
         #: whether NPE(learning_rate=...) was given: a custom ``optim`` otherwise keeps its own
         self._learning_rate_given = "learning_rate" in config
         self.optimizer: torch.optim.Optimizer | None = None
@@ -157,15 +158,18 @@ class NPE:
         :param model_kwargs: the model's keyword arguments.
         :param device: where to train (e.g. ``"cuda"``); the CPU by default.
         :param config: overrides of the :class:`~pyro_lfi.infer.loop.TrainingConfig` defaults for
-            this call (``seed`` fixes the split, the batch order, the loss's own random draws
-            and, if the guide is not built yet, its initial weights; ``learning_rate`` sets the
-            optimizer's step size, which a custom ``optim`` otherwise keeps).
+            this call, which are ``NPE(**config)``'s over the estimator's ``training_defaults``
+            (flow and score matching train in smaller batches, with more patience). ``seed`` fixes
+            the split, the batch order, the loss's own random draws and, if the guide is not
+            built yet, its initial weights; ``learning_rate`` sets the optimizer's step size,
+            which a custom ``optim`` otherwise keeps.
         :returns: the :class:`~pyro_lfi.infer.loop.TrainingHistory` (also appended to
             :attr:`history`, even when Ctrl-C interrupts training: the best weights so far are
             restored, ``history.interrupted`` is set and the KeyboardInterrupt propagates).
         """
-        options = self.config.updated(config, "NPE.train(...)")
-        x, z, _ = self._tensors(simulations, model_args, model_kwargs or {}, options.seed)
+        seed = self.config.updated(config, "NPE.train(...)").seed
+        x, z, _ = self._tensors(simulations, model_args, model_kwargs or {}, seed)
+        options = self._training_options(config)
         if device is not None:
             self.guide.to(device)
             self.optimizer = None  # parameters moved: rebuild the optimizer's state
@@ -186,6 +190,12 @@ class NPE:
             if history.epochs or history.events:  # kept when Ctrl-C (or an error) ends training
                 self.history.append(history)
         return history
+
+    def _training_options(self, config: dict) -> TrainingConfig:
+        """The options of one :meth:`train` call on the built guide: ``config`` over
+        ``NPE(**config)`` over the estimator's ``training_defaults`` over the general ones."""
+        defaults = getattr(self.guide.estimator, "training_defaults", {})
+        return TrainingConfig().updated({**defaults, **self._given_config, **config}, "NPE.train(...)")
 
     def run(
         self,

@@ -17,6 +17,8 @@ to the subclasses.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import ClassVar
 
 import torch
@@ -116,6 +118,13 @@ class ContinuousFlowEstimator(ConditionalDensityEstimator):
     """
 
     density_needs_ode: ClassVar[bool] = True
+    #: A regression loss on one random time and noise per row is far noisier than a log density:
+    #: smaller steps, more of them (batches of 200 rather than a sixteenth of the rows) and more
+    #: patience before stopping or decaying. On two moons at 10,000 simulations this lowered
+    #: FMPE's C2ST from 0.733 to 0.631 (README, benchmark grid).
+    training_defaults: ClassVar[Mapping[str, object]] = MappingProxyType(
+        {"batch_size": 200, "learning_rate": 1e-3, "stop_after_epochs": 50, "lr_patience": 20}
+    )
     t_data: float = 1.0
     t_noise: float = 0.0
     noise_scale: float = 1.0

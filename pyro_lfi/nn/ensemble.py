@@ -78,6 +78,8 @@ class Ensemble(ConditionalDensityEstimator):
         super().__init__(members[0].features, members[0].context)
         self.members = nn.ModuleList(members)
         self.density_needs_ode = any(m.density_needs_ode for m in members)
+        defaults = members[0].training_defaults  # members of different kinds: the general ones
+        self.training_defaults = defaults if all(m.training_defaults == defaults for m in members) else {}
 
     def fit_standardization(self, z: torch.Tensor) -> None:
         for member in self.members:

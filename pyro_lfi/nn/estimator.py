@@ -2,6 +2,8 @@ r"""The interface shared by conditional density estimators :math:`q_\phi(z \mid 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import ClassVar
 
 import torch
@@ -28,6 +30,9 @@ class ConditionalDensityEstimator(nn.Module):
     #: whether ``log_prob`` solves an ODE (flow and score matching): losses that need the density
     #: of many parameters per row (the atomic APT loss) refuse such an estimator
     density_needs_ode: ClassVar[bool] = False
+    #: defaults of :class:`~pyro_lfi.infer.loop.TrainingConfig` that suit this estimator's loss,
+    #: taken by :class:`~pyro_lfi.NPE` in place of the general ones (the user's options still win)
+    training_defaults: ClassVar[Mapping[str, object]] = MappingProxyType({})
 
     def __init__(self, features: int, context: int):
         super().__init__()
