@@ -49,6 +49,15 @@ def test_table_shows_the_published_best_the_time_against_sbi_and_the_winner():
     assert grid.default_estimator(cells[:2]) == {"nsf": 1}
 
 
+def test_summary_is_one_row_per_task_and_budget_with_pyro_lfis_best_in_bold():
+    cells = [cell(c2st=(0.52, 0.54), train=10.0), cell(method="nle", c2st=(0.51, 0.53)),
+             cell(library="sbi", train=40.0), cell(task="slcp", budget=1_000, c2st=(0.9,))]
+    lines = grid.format_summary(cells).splitlines()
+    assert lines[0] == "| task, budget (published best) | pyro_lfi nsf | pyro_lfi nle | sbi nsf |"
+    assert lines[2] == "| two_moons, 10,000 (0.513), 1/2 obs. | 0.530 (10.0) | **0.520 (10.0)** | 0.550 (40.0) |"
+    assert lines[3] == "| slcp, 1,000 (0.831), 1 obs. | **0.900 (10.0)** |  |  |"
+
+
 def test_cli_runs_a_subset_merges_it_and_reprints_without_running(tmp_path, capsys):
     results, plot = tmp_path / "grid.json", tmp_path / "grid.png"
     grid.save_cells([cell(task="slcp")], results)

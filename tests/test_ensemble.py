@@ -10,7 +10,7 @@ import torch
 
 import pyro_lfi as lfi
 from pyro_lfi.diagnostics import c2st
-from pyro_lfi.nn import Ensemble, UniformMixture
+from pyro_lfi.nn import Ensemble, FlowMatching, MixtureDensityNetwork, UniformMixture
 
 from .models import linear_model, linear_posterior, moons_model
 
@@ -80,3 +80,9 @@ def test_bounded_supports_and_sequential_rounds():
     snpe = lfi.SNPE(linear_model, sequential, method="tsnpe", progress=False, seed=0, max_epochs=5)
     rows = snpe.run(x=X_O, num_rounds=2, simulations_per_round=300, seed=0)
     assert rows.round.tolist() == [0] * 300 + [1] * 300 and isinstance(sequential.estimator, Ensemble)
+
+
+def test_it_trains_with_its_members_defaults_where_they_agree():
+    matching = Ensemble([FlowMatching(2, 3), FlowMatching(2, 3)])
+    assert matching.training_defaults == FlowMatching.training_defaults and matching.training_defaults
+    assert Ensemble([FlowMatching(2, 3), MixtureDensityNetwork(2, 3)]).training_defaults == {}

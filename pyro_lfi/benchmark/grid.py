@@ -42,7 +42,7 @@ from .runner import NUM_DRAWS, time_sampling, train_pyro_lfi
 from .tasks import TASKS, Task, get_task
 
 __all__ = ["BUDGETS", "PUBLISHED_BEST", "PYRO_LFI_METHODS", "SBI_METHODS", "Cell", "default_estimator", "format_grid",
-           "main", "merge", "plot_grid", "run_cell"]
+           "format_summary", "main", "merge", "plot_grid", "run_cell"]
 
 BUDGETS = (1_000, 10_000, 100_000)
 PYRO_LFI_METHODS = ("nsf", "maf", "mdn", "fmpe", "npse", "ensemble", "nle", "nre")
@@ -169,6 +169,34 @@ def format_grid(cells: list[Cell]) -> str:
     return "\n".join(lines)
 
 
+def format_summary(cells: list[Cell]) -> str:
+    """Markdown: one row per task and budget with the published best, one column per library and
+    method, each cell its mean C2ST with the training seconds in brackets; pyro_lfi's best in
+    bold, and the number of observations after the task where it is the same in the row."""
+    columns = list(dict.fromkeys((c.library, c.method) for c in sorted(cells, key=lambda c: c.library != "pyro_lfi")))
+    rows: dict[tuple, dict[tuple, Cell]] = collections.defaultdict(dict)
+    for c in cells:
+        rows[c.task, c.budget][c.library, c.method] = c
+    lines = ["| task, budget (published best) | " + " | ".join(" ".join(k) for k in columns) + " |",
+             "|---|" + "---:|" * len(columns)]
+    for (task, budget), row in rows.items():
+        best = min((c.mean_c2st for (lib, _), c in row.items() if lib == "pyro_lfi"), default=None)
+        counts = sorted({len(c.c2st) for c in row.values()})
+        published = PUBLISHED_BEST.get((task, budget))
+        head = f"{task}, {budget:,}" + (f" ({published:.3f})" if published else "") + \
+            f", {'/'.join(map(str, counts))} obs."
+        texts = [_summary_text(row.get(k), best) for k in columns]
+        lines.append(f"| {head} | " + " | ".join(texts) + " |")
+    return "\n".join(lines)
+
+
+def _summary_text(cell: Cell | None, best: float | None) -> str:
+    if cell is None:
+        return ""
+    text = f"{cell.mean_c2st:.3f} ({cell.train_seconds:.1f})"
+    return f"**{text}**" if cell.library == "pyro_lfi" and cell.mean_c2st == best else text
+
+
 def default_estimator(cells: list[Cell]) -> dict[str, int]:
     """How many (task, budget) cells each pyro_lfi estimator wins (lowest mean C2ST among
     pyro_lfi's estimators run there), most wins first."""
@@ -209,8 +237,8 @@ def _parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=sorted(TASKS), choices=sorted(TASKS))
     parser.add_argument("--budgets", nargs="+", type=int, default=list(BUDGETS))
-    parser.add_argument("--methods", nargs="+", default=["nsf", "fmpe", "npse", "ensemble"], choices=PYRO_LFI_METHODS,
-                        help="pyro_lfi's estimators")
+    parser.add_argument("--methods", nargs="*", default=["nsf", "fmpe", "npse", "ensemble"], choices=PYRO_LFI_METHODS,
+                        help="pyro_lfi's estimators (none: sbi alone)")
     parser.add_argument("--sbi-methods", nargs="*", default=["nsf", "fmpe", "npse"], choices=SBI_METHODS,
                         help="sbi's (none: pyro_lfi alone; skipped where sbi is not installed)")
     parser.add_argument("--observations", nargs="+", type=int, default=list(range(1, 11)),
@@ -241,6 +269,7 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"{name} {budget} {library} {method}: C2ST {cell.mean_c2st:.3f}, "
                           f"train {cell.train_seconds:.1f} s", file=sys.stderr, flush=True)
     print(format_grid(cells))
+    print("\n" + format_summary(cells))
     wins = ", ".join(f"{method} {count}" for method, count in default_estimator(cells).items())
     print(f"\nCells won by each pyro_lfi estimator (lowest mean C2ST): {wins or 'none yet'}")
     if args.plot and cells:
