@@ -172,8 +172,10 @@ def format_grid(cells: list[Cell]) -> str:
 def format_summary(cells: list[Cell]) -> str:
     """Markdown: one row per task and budget with the published best, one column per library and
     method, each cell its mean C2ST with the training seconds in brackets; pyro_lfi's best in
-    bold, and the number of observations after the task where it is the same in the row."""
-    columns = list(dict.fromkeys((c.library, c.method) for c in sorted(cells, key=lambda c: c.library != "pyro_lfi")))
+    bold; after the task, the numbers of observations its cells were scored at."""
+    order = {"pyro_lfi": PYRO_LFI_METHODS, "sbi": SBI_METHODS}
+    columns = sorted({(c.library, c.method) for c in cells},
+                     key=lambda key: (key[0] != "pyro_lfi", order[key[0]].index(key[1])))
     rows: dict[tuple, dict[tuple, Cell]] = collections.defaultdict(dict)
     for c in cells:
         rows[c.task, c.budget][c.library, c.method] = c
