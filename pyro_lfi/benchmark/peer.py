@@ -9,6 +9,7 @@ they run inside a forked RNG seeded with ``seed``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -69,35 +70,34 @@ def train_sbi_npe(task: Task, num_simulations: int, seed: int, estimator: str = 
         ``"fmpe"``/``"npse"`` for sbi's ``FMPE``/``NPSE`` (:data:`ODE_PEERS`).
     :returns: sbi's posterior and the seconds of ``append_simulations`` and ``train``.
     """
+    if estimator in ODE_PEERS:  # sbi's flow matching / score-based NPE: their own trainer classes
+        return _train_sbi(task, num_simulations, seed, lambda: ODE_PEERS[estimator](task.prior))
     npe_class = _sbi_npe_class()
-    with seeded(seed):
-        theta = task.prior.sample((num_simulations,))
-        x = task.simulator(theta)
-        if estimator in ODE_PEERS:  # sbi's flow matching / score-based NPE: their own trainer classes
-            inference = ODE_PEERS[estimator](task.prior)
-        else:
-            inference = npe_class(
-                prior=task.prior, density_estimator=estimator, show_progress_bars=False, summary_writer=_log_writer()
-            )
-        start = time.perf_counter()
-        density_estimator = inference.append_simulations(theta, x).train()
-        train_seconds = time.perf_counter() - start
-        return inference.build_posterior(density_estimator), train_seconds
+    return _train_sbi(task, num_simulations, seed, lambda: npe_class(
+        prior=task.prior, density_estimator=estimator, show_progress_bars=False, summary_writer=_log_writer()
+    ))
 
 
 def train_sbi_nle(task: Task, num_simulations: int, seed: int, method: str = "nle") -> tuple[Any, float]:
-    """Single-round NLE with ``sbi`` (its NSF likelihood): simulate ``num_simulations`` from the
-    prior and train; the posterior is sbi's default MCMC on it. ``method`` is only ``"nle"``."""
+    """Single-round NLE with ``sbi`` (its NSF likelihood), as :func:`train_sbi_npe`; the
+    posterior is sbi's default MCMC on it. ``method`` is only ``"nle"``."""
     from .likelihoods import sbi_trainer_class
 
+    trainer = sbi_trainer_class(method)
+    return _train_sbi(task, num_simulations, seed, lambda: trainer(prior=task.prior, show_progress_bars=False))
+
+
+def _train_sbi(task: Task, num_simulations: int, seed: int, make_inference: Callable[[], Any]) -> tuple[Any, float]:
+    """Simulate ``num_simulations`` from the prior under ``seed``, train ``make_inference()`` on
+    them; its posterior and the seconds of ``append_simulations`` and ``train``."""
     with seeded(seed):
         theta = task.prior.sample((num_simulations,))
         x = task.simulator(theta)
-        inference = sbi_trainer_class(method)(prior=task.prior, show_progress_bars=False)
+        inference = make_inference()
         start = time.perf_counter()
-        likelihood = inference.append_simulations(theta, x).train()
+        estimator = inference.append_simulations(theta, x).train()
         train_seconds = time.perf_counter() - start
-        return inference.build_posterior(likelihood), train_seconds
+        return inference.build_posterior(estimator), train_seconds
 
 
 def run_sbi_npe(
